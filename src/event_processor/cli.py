@@ -1,0 +1,157 @@
+"""The `event-processor` command line: a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+
+from event_processor.errors import EventProcessorError
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong option as one line naming the fix."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"event-processor: {message} (fix: see `{self.prog} --help`)\n")
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from event_processor.settings import get_settings
+    from event_processor.stack import manager
+
+    settings = get_settings()
+    if args.action == "up":
+        def say(name: str, text: str) -> None:
+            if not args.json:
+                console.print(f"[bold]{name:>9}[/] {text}")
+
+        report = manager.up(settings, say=say)
+        if args.json:
+            out.print_json(json.dumps({"seconds": round(report.seconds, 2), "steps": dict(report.lines)}))
+        else:
+            console.print(f"[green]stack up[/] in {report.seconds:.1f} s")
+        return 0
+    if args.action == "down":
+        result = manager.down(settings, purge=args.purge)
+        if args.json:
+            out.print_json(json.dumps(dict(result)))
+        else:
+            for name, text in result:
+                console.print(f"[bold]{name:>9}[/] {text}")
+        return 0
+    status = manager.status(settings)
+    if args.json:
+        out.print_json(json.dumps(status))
+    else:
+        _print_status(status)
+    return 0 if status["ok"] else 1
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="event-processor stack")
+    for col in ("service", "ok", "endpoint", "pid", "rss MB", "detail"):
+        table.add_column(col)
+    endpoints = {"postgres": "dsn", "kafka": "bootstrap", "connect": "url", "mongo": "uri"}
+    for name, key in endpoints.items():
+        s = status[name]
+        detail = s["detail"] if name != "connect" else f"connector {s['connector_state']}"
+        table.add_row(
+            name,
+            "[green]yes[/]" if s["ok"] else "[red]no[/]",
+            str(s[key]),
+            str(s.get("pid") or ("external" if not s.get("managed") else "-")),
+            str(s.get("rss_mb") or "-"),
+            detail,
+        )
+    out.print(table)
+
+
+def _cmd_consume(args: argparse.Namespace) -> int:
+    import logging
+
+    from event_processor.consumer.loop import ConsumerOptions, ConsumerRunner
+    from event_processor.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ConsumerOptions(metrics_port=args.metrics_port, idle_exit_s=args.idle_exit)
+    if args.consumer_id:
+        options.consumer_id = args.consumer_id
+    if args.group:
+        options.group = args.group
+    runner = _connecting("consumer", lambda: ConsumerRunner(get_settings(), options))
+    console.print(f"consumer {options.consumer_id} running (SIGTERM drains and exits)")
+    return runner.run()
+
+
+def _connecting(component: str, build: Callable[[], Any]) -> Any:
+    """Build a client; an unreachable endpoint becomes a one-line StackError."""
+    from kafka.errors import KafkaError
+
+    from event_processor.errors import StackError
+
+    try:
+        return build()
+    except KafkaError as exc:
+        raise StackError(
+            component,
+            f"Kafka is not usable ({type(exc).__name__}: {exc})",
+            "run `event-processor stack up` or check EP_KAFKA_BOOTSTRAP",
+        ) from None
+    except OSError as exc:
+        raise StackError(component, f"cannot bind or connect: {exc}", "check the ports and endpoints") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="event-processor",
+        description=(
+            "PostgreSQL -> Debezium -> Kafka -> Python -> MongoDB CDC pipeline and its "
+            "performance and integrity suite. Endpoints come from EP_* environment "
+            "variables (see README); unset ones are started locally by `stack up`."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    stack = sub.add_parser("stack", help="start, stop or inspect the local CDC stack")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--json", action="store_true", help="machine-readable output")
+    stack.add_argument("--purge", action="store_true", help="with down: delete all data too")
+    stack.set_defaults(func=_cmd_stack)
+
+    consume = sub.add_parser("consume", help="run the event processor (Kafka -> MongoDB)")
+    consume.add_argument("--group", help="consumer group (default EP_CONSUMER_GROUP)")
+    consume.add_argument("--consumer-id", help="name of this process in timing records")
+    consume.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
+    consume.add_argument("--idle-exit", type=float, metavar="S", help="exit after S seconds idle")
+    consume.add_argument("-v", "--verbose", action="store_true")
+    consume.set_defaults(func=_cmd_consume)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except EventProcessorError as exc:
+        console.print(f"[red]event-processor:[/] {exc.one_line()}", soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("event-processor: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The consumer process: Kafka change topics -> projections -> MongoDB, timed per event.
+
+Per batch: poll (T3) -> decode and project (T4) -> fold to one write per document ->
+bulk write and wait for MongoDB's acknowledgement (T5) -> record source positions ->
+flush dead letters -> commit offsets -> publish timing records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+from event_processor.consumer.dlq import DeadLetters
+from event_processor.consumer.envelope import LOG_APPEND_TIME, ChangeEvent, EnvelopeDecoder, MalformedEvent
+from event_processor.consumer.projection import Projected, project
+from event_processor.consumer.telemetry import ConsumerTelemetry
+from event_processor.consumer.timings import TimingPublisher
+from event_processor.consumer.writer import MongoSink, fold
+from event_processor.metrics.timing import TimingRecord, wall_us
+from event_processor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 1024 * 1024  # a bigger change event is dead-lettered, not applied
+
+
+@dataclass
+class ConsumerOptions:
+    consumer_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    group: str | None = None
+    metrics_port: int | None = None  # None: from settings; 0: no metrics endpoint
+    from_beginning: bool = True
+    max_batches: int | None = None  # stop after this many non-empty batches (tests)
+    idle_exit_s: float | None = None  # stop after this long without messages (tests)
+
+
+def _position_key(topic: str, partition: int) -> str:
+    return f"{topic}|{partition}"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.runner.positions.pop(_position_key(tp.topic, tp.partition), None)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        keys = [_position_key(tp.topic, tp.partition) for tp in assigned]
+        self.runner.positions.update(self.runner.sink.load_positions(keys))
+        log.info("assigned %s", sorted(keys))
+
+
+class ConsumerRunner:
+    def __init__(self, settings: Settings, options: ConsumerOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or ConsumerOptions()
+        self.decoder = EnvelopeDecoder()
+        self.stopping = False
+        self.telemetry = ConsumerTelemetry(self._metrics_port())
+        self.sink = MongoSink(settings.mongodb_uri(), settings.mongo_database, on_retry=self.telemetry.retry)
+        self.positions: dict[str, tuple[int, int]] = {}
+        self.producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_servers(), linger_ms=20, acks=1, retries=5
+        )
+        self.dead_letters = DeadLetters(self.producer, settings.dlq_topic)
+        self.timings = TimingPublisher(self.producer, settings.timings_topic)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_servers(),
+            group_id=self.options.group or settings.consumer_group,
+            client_id=self.options.consumer_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if self.options.from_beginning else "latest",
+            max_poll_records=settings.consumer_max_poll_records,
+            # With fetch_min_bytes=1 the broker answers as soon as data arrives: a long
+            # wait costs no latency, only less idle CPU.
+            fetch_max_wait_ms=100,
+            metadata_max_age_ms=3000,  # see tables created after start-up quickly
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_poll_interval_ms=600_000,  # a MongoDB outage is retried inside a batch
+        )
+        self.consumer.subscribe(pattern=settings.change_topic_pattern(), listener=_Rebalance(self))
+        self.batches = 0
+
+    def _metrics_port(self) -> int:
+        if self.options.metrics_port is not None:
+            return self.options.metrics_port
+        return self.settings.metrics_port
+
+    def request_stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def run(self, on_batch: Callable[[list[TimingRecord]], None] | None = None) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        idle_since = time.monotonic()
+        try:
+            while not self.stopping:
+                polled = self.consumer.poll(timeout_ms=200)
+                if not polled:
+                    if self.options.idle_exit_s and time.monotonic() - idle_since > self.options.idle_exit_s:
+                        break
+                    self.telemetry.idle(self.consumer)
+                    continue
+                idle_since = time.monotonic()
+                records = self.process(polled)
+                if on_batch:
+                    on_batch(records)
+                self.batches += 1
+                if self.options.max_batches and self.batches >= self.options.max_batches:
+                    break
+        finally:
+            self.close()
+        return 0
+
+    def process(self, polled: dict[TopicPartition, list[Any]]) -> list[TimingRecord]:
+        """Apply one polled batch; returns its timing records (already published)."""
+        t3 = wall_us()
+        projected: list[Projected] = []
+        pending: list[tuple[ChangeEvent, Any, list[Projected]]] = []
+        advanced: dict[str, tuple[int, int]] = {}
+        truncated: set[str] = set()
+        for tp, messages in polled.items():
+            pkey = _position_key(tp.topic, tp.partition)
+            watermark = self.positions.get(pkey, (-1, -1))
+            for m in messages:
+                event = self._decode(m)
+                if event is None:
+                    continue
+                if event.position <= watermark:
+                    self.telemetry.duplicate()
+                    continue
+                watermark = event.position
+                advanced[pkey] = watermark
+                if event.op == "t":
+                    truncated.add(event.table)
+                    continue
+                try:
+                    writes = project(event)
+                except (KeyError, TypeError, ValueError, AssertionError) as exc:
+                    self._dead_letter(m, f"cannot project: {exc!r}")
+                    continue
+                projected.extend(writes)
+                pending.append((event, m, writes))
+        t4 = wall_us()
+        if truncated:
+            self._truncate(truncated)
+        self.sink.write(fold(projected))
+        t5 = wall_us()
+        self.positions.update(advanced)
+        self.sink.save_positions(advanced)
+        self.dead_letters.flush()
+        self.consumer.commit()
+        records = [
+            TimingRecord(
+                table=e.table, op=e.op, key=(w[0].id if w else ""), tx_id=e.tx_id, lsn=e.lsn,
+                t0_us=e.source_ts_us, t1_us=e.debezium_ts_us,
+                t2_us=m.timestamp * 1000 if m.timestamp_type == LOG_APPEND_TIME else m.timestamp * 1000,
+                t3_us=t3, t4_us=t4, t5_us=t5, partition=m.partition, offset=m.offset,
+                consumer=self.options.consumer_id,
+            )  # fmt: skip
+            for e, m, w in pending
+        ]
+        self.timings.publish(records)
+        self.telemetry.applied(records)
+        return records
+
+    def _decode(self, m: Any) -> ChangeEvent | None:
+        size = len(m.value or b"")
+        if size > MAX_EVENT_BYTES:
+            self._dead_letter(m, f"oversized value: {size} bytes > {MAX_EVENT_BYTES}")
+            return None
+        try:
+            return self.decoder.decode(m.key, m.value)
+        except MalformedEvent as exc:
+            self._dead_letter(m, str(exc))
+            return None
+
+    def _dead_letter(self, m: Any, reason: str) -> None:
+        log.warning("dead-lettering %s[%s]@%s: %s", m.topic, m.partition, m.offset, reason)
+        self.dead_letters.send(m, reason, self.options.consumer_id)
+        self.telemetry.dead_lettered()
+
+    def _truncate(self, tables: set[str]) -> None:
+        from event_processor.consumer.projection import ORDER_CHILDREN, ORDERS, REPLACED_TABLES
+
+        for table in tables:
+            if table in REPLACED_TABLES:
+                self.sink.db[REPLACED_TABLES[table]].delete_many({})
+            elif table == ORDERS or table in ORDER_CHILDREN:
+                self.sink.db[ORDERS].delete_many({})
+            else:
+                self.sink.db[table].delete_many({})
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(timeout=10)
+        finally:
+            self.consumer.close(autocommit=False)
+            self.producer.close(timeout=5)
+            self.sink.close()
+            self.telemetry.close()
+
+
+def topic_matches(settings: Settings, topic: str) -> bool:
+    return re.match(settings.change_topic_pattern(), topic) is not None

@@ -1,0 +1,75 @@
+"""Publishing timing records so a harness in another process can collect all of them.
+
+One Kafka message per processed batch (a compact JSON array of rows) keeps the cost
+per event to a few microseconds; records from several consumer processes meet in one
+topic, which a collector reads from the offset it noted at the start of a run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from event_processor.metrics.timing import TimingRecord
+
+
+class TimingPublisher:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def publish(self, records: list[TimingRecord]) -> None:
+        if records:
+            payload = json.dumps([r.to_row() for r in records], separators=(",", ":")).encode()
+            self.producer.send(self.topic, value=payload)
+
+
+class TimingCollector:
+    """Reads timing records published by every consumer process, from a noted start."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._ensure_topic()
+        self.partitions = [
+            TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or {0})
+        ]
+        self.consumer.assign(self.partitions)
+
+    def _ensure_topic(self) -> None:
+        # Asking for metadata auto-creates the topic on a broker that allows it.
+        for _ in range(50):
+            if self.consumer.partitions_for_topic(self.topic):
+                return
+            self.consumer.topics()
+            import time
+
+            time.sleep(0.1)
+
+    def mark_end(self) -> dict[TopicPartition, int]:
+        """The current end offsets: collect from here to see only a new run's records."""
+        ends: dict[TopicPartition, int] = self.consumer.end_offsets(self.partitions)
+        return ends
+
+    def seek(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp, off in offsets.items():
+            self.consumer.seek(tp, off)
+
+    def poll(self, timeout_ms: int = 200) -> Iterator[TimingRecord]:
+        batches: dict[Any, Any] = self.consumer.poll(timeout_ms=timeout_ms, max_records=10000)
+        for messages in batches.values():
+            for m in messages:
+                for row in json.loads(m.value):
+                    yield TimingRecord.from_row(row)
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,162 @@
+"""The MongoDB sink: folds a batch to at most one write per document, then bulk-writes.
+
+Offsets are committed by the loop only after `write_batch` returned, i.e. after MongoDB
+acknowledged every write (at-least-once delivery). Writes are idempotent (replace, $set,
+$unset, delete by _id), and per-partition source positions recorded in the read model let
+the loop skip replayed or duplicated older events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
+from pymongo.database import Database
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
+
+from event_processor.consumer.projection import POSITIONS_COLLECTION, Projected, Write
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
+MongoOp = ReplaceOne[Any] | UpdateOne | DeleteOne
+
+
+@dataclass(slots=True)
+class Folded:
+    """The net effect of several writes to one document within a batch."""
+
+    kind: str = "none"  # none | update | delete | replace
+    doc: dict[str, Any] | None = None
+    sets: dict[str, Any] = field(default_factory=dict)
+    unsets: set[str] = field(default_factory=set)
+    upsert: bool = False
+
+    def add(self, w: Write) -> None:
+        if w.kind == "delete":
+            self.kind, self.doc, self.sets, self.unsets = "delete", None, {}, set()
+        elif w.kind == "replace":
+            self.kind, self.doc, self.sets, self.unsets = "replace", dict(w.doc or {}), {}, set()
+        elif self.kind in ("none", "update"):
+            self.kind = "update"
+            self.upsert = self.upsert or w.upsert
+            for path in w.unsets:
+                self.sets.pop(path, None)
+                self.unsets.add(path)
+            for path, value in w.sets.items():
+                self.unsets.discard(path)
+                self.sets[path] = value
+        elif self.kind == "delete":
+            # Deleted earlier in the batch: an upserting update recreates a fresh document.
+            if w.upsert and w.sets:
+                self.kind, self.doc = "replace", {}
+                _apply_paths(self.doc, w.sets, ())
+        else:  # replace: apply onto the document we are about to write
+            assert self.doc is not None
+            _apply_paths(self.doc, w.sets, w.unsets)
+
+    def operation(self, doc_id: str) -> MongoOp | None:
+        if self.kind == "delete":
+            return DeleteOne({"_id": doc_id})
+        if self.kind == "replace":
+            return ReplaceOne({"_id": doc_id}, self.doc or {}, upsert=True)
+        if self.kind == "update" and (self.sets or self.unsets):
+            update: dict[str, Any] = {}
+            if self.sets:
+                update["$set"] = self.sets
+            if self.unsets:
+                update["$unset"] = {p: "" for p in sorted(self.unsets)}
+            return UpdateOne({"_id": doc_id}, update, upsert=self.upsert)
+        return None
+
+
+def _apply_paths(doc: dict[str, Any], sets: dict[str, Any], unsets: Iterable[str]) -> None:
+    for path, value in sets.items():
+        *parents, leaf = path.split(".")
+        node = doc
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    for path in unsets:
+        *parents, leaf = path.split(".")
+        node = doc
+        for p in parents:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                break
+            node = nxt
+        else:
+            node.pop(leaf, None)
+
+
+def fold(projected: Iterable[Projected]) -> dict[str, dict[str, Folded]]:
+    """collection -> _id -> net write, preserving the events' order per document."""
+    out: dict[str, dict[str, Folded]] = {}
+    for p in projected:
+        out.setdefault(p.collection, {}).setdefault(p.id, Folded()).add(p.write)
+    return out
+
+
+class MongoSink:
+    """Bulk writes to the read model with retries on transient failures."""
+
+    def __init__(self, uri: str, database: str, on_retry: Callable[[str], None] | None = None) -> None:
+        self.client: MongoClient[dict[str, Any]] = MongoClient(
+            uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=3000, socketTimeoutMS=30000
+        )
+        self.db: Database[dict[str, Any]] = self.client[database]
+        self._on_retry = on_retry
+
+    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        def before_sleep(state: Any) -> None:
+            msg = f"MongoDB unavailable during {what} ({state.outcome.exception()!r}); retrying"
+            log.warning(msg)
+            if self._on_retry:
+                self._on_retry(msg)
+
+        wrapped = retry(
+            retry=retry_if_exception_type(TRANSIENT),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            stop=stop_never,
+            before_sleep=before_sleep,
+            reraise=True,
+        )(fn)
+        return wrapped()
+
+    def write(self, folded: dict[str, dict[str, Folded]]) -> int:
+        """Apply the folded writes; returns the number of operations acknowledged."""
+        count = 0
+        for collection, docs in folded.items():
+            ops = [op for doc_id, f in docs.items() if (op := f.operation(doc_id)) is not None]
+            if not ops:
+                continue
+            coll = self.db[collection]
+            self._retrying(f"bulk write to {collection}", lambda c=coll, o=ops: c.bulk_write(o, ordered=False))
+            count += len(ops)
+        return count
+
+    def load_positions(self, keys: list[str]) -> dict[str, tuple[int, int]]:
+        coll = self.db[POSITIONS_COLLECTION]
+        out: dict[str, tuple[int, int]] = {}
+        for key in keys:  # by exact _id: the fast path on FerretDB
+            doc = self._retrying("position read", lambda k=key: coll.find_one({"_id": k}))
+            if doc:
+                out[key] = (int(doc["seq"]), int(doc["lsn"]))
+        return out
+
+    def save_positions(self, positions: dict[str, tuple[int, int]]) -> None:
+        if not positions:
+            return
+        ops = [
+            ReplaceOne({"_id": k}, {"seq": str(v[0]), "lsn": str(v[1])}, upsert=True)
+            for k, v in positions.items()
+        ]
+        coll = self.db[POSITIONS_COLLECTION]
+        self._retrying("position write", lambda: coll.bulk_write(ops, ordered=False))
+
+    def close(self) -> None:
+        self.client.close()

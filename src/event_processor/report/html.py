@@ -1,0 +1,228 @@
+"""HTML pieces of the report: one self-contained fragment per scenario, and a full page.
+
+The fragment goes into pytest-html through ``pytest_html.extras.html(fragment)``, which
+inserts it as-is into the report's table; so it uses inline styles only (no <style>,
+no scripts, no external files) and embeds its figures as data URIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from event_processor.metrics.slo import METRICS, format_value
+from event_processor.report.plots import png_data_uri
+from event_processor.report.schema import (
+    Configuration,
+    ResultDocument,
+    ScenarioResult,
+    SloEntry,
+    Summary,
+)
+
+PASS_STYLE = "background:#d4edda;color:#155724;font-weight:bold"
+FAIL_STYLE = "background:#f8d7da;color:#721c24;font-weight:bold"
+_TABLE = "border-collapse:collapse;margin:0.4em 0 1em 0;font-size:0.9em"
+_CELL = "border:1px solid #ccc;padding:2px 8px;text-align:right"
+_HEAD = "border:1px solid #ccc;padding:2px 8px;background:#f0f0f0;text-align:left"
+_LATENCY_FIELDS = (("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p999", "p99.9"))
+
+
+def _verdict(passed: bool) -> str:
+    style = PASS_STYLE if passed else FAIL_STYLE
+    return f'<td style="{_CELL};{style}">{"PASSED" if passed else "FAILED"}</td>'
+
+
+def _row(cells: Iterable[str], header: bool = False) -> str:
+    tag, style = ("th", _HEAD) if header else ("td", _CELL)
+    return "<tr>" + "".join(f'<{tag} style="{style}">{c}</{tag}>' for c in cells) + "</tr>"
+
+
+def _table(header: Sequence[str], rows: Iterable[str], caption: str = "") -> str:
+    cap = f'<caption style="text-align:left;font-weight:bold">{escape(caption)}</caption>'
+    return (
+        f'<table style="{_TABLE}">{cap if caption else ""}'
+        + _row((escape(h) for h in header), header=True)
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def _slo_row(label: str, measured: str, entry: SloEntry | None) -> str:
+    if entry is None:
+        return _row([escape(label), measured, "", ""])
+    target = f"{entry.comparison} {entry.target:g} {entry.unit}".strip()
+    cells = [escape(label), measured, escape(target)]
+    return (
+        "<tr>"
+        + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells)
+        + _verdict(entry.passed)
+        + "</tr>"
+    )
+
+
+def _figures_rows(r: ScenarioResult) -> list[str]:
+    """One row per figure, with its SLO target and verdict where it has one."""
+    e2e = r.e2e_ms
+    rows = [
+        _slo_row(f"end-to-end {label}", _ms(getattr(e2e, key)), r.slo.get(key))
+        for key, label in (*_LATENCY_FIELDS, ("max", "max"))
+    ]
+    rows.append(_slo_row("end-to-end mean", _ms(e2e.mean), None))
+    rows.append(_slo_row("throughput", f"{r.throughput_eps:.1f} events/s", r.slo.get("throughput")))
+    success = "n/a" if r.success_rate is None else format_value(r.success_rate * 100, "%")
+    rows.append(_slo_row("success", success, r.slo.get("success")))
+    integrity = r.slo.get("integrity")
+    if integrity is not None:
+        shown = "n/a" if integrity.measured is None else format_value(integrity.measured, "%")
+        rows.append(_slo_row("integrity", shown, integrity))
+    known = {*METRICS}
+    for name, entry in r.slo.items():  # anything else gated (future metrics) still shows
+        if name not in known:
+            rows.append(_slo_row(name, escape(str(entry.measured)), entry))
+    return rows
+
+
+def _baseline_rows(r: ScenarioResult) -> list[str]:
+    return [
+        "<tr>"
+        + f'<td style="{_CELL};text-align:left">{escape(e.message)}</td>'
+        + _verdict(e.passed)
+        + "</tr>"
+        for e in r.baseline.values()
+    ]
+
+
+def _summary_rows(items: Mapping[str, Summary]) -> list[str]:
+    return [
+        _row(
+            [escape(name), str(s.count)]
+            + [_ms(getattr(s, key)) for key, _ in _LATENCY_FIELDS]
+            + [_ms(s.max)]
+        )
+        for name, s in items.items()
+    ]
+
+
+_SUMMARY_HEAD = ("", "count", "p50", "p95", "p99", "p99.9", "max")
+
+
+def _images(plots: Mapping[str, bytes]) -> str:
+    return "".join(
+        f'<figure style="display:inline-block;margin:0 1em 1em 0">'
+        f'<img alt="{escape(caption)}" src="{png_data_uri(png)}" style="max-width:700px">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+        for caption, png in plots.items()
+    )
+
+
+def configuration_table(config: Configuration) -> str:
+    """Versions, knobs and host facts: what produced the figures."""
+    rows = [_row(["host CPUs", str(config.host_cpus)]), _row(["python", escape(config.python)])]
+    rows.append(_row(["platform", escape(config.platform)]))
+    rows += [_row([f"version: {escape(k)}", escape(v)]) for k, v in config.versions.items()]
+    rows += [_row([f"knob: {escape(k)}", escape(str(v))]) for k, v in config.knobs.items()]
+    rows += [_row([f"endpoint: {escape(k)}", escape(v)]) for k, v in config.endpoints.items()]
+    extra: dict[str, Any] = config.model_extra or {}
+    rows += [_row([escape(k), escape(str(v))]) for k, v in extra.items()]
+    return _table(("setting", "value"), rows, "Configuration")
+
+
+def _headline(r: ScenarioResult) -> str:
+    style = PASS_STYLE if r.passed else FAIL_STYLE
+    verdict = "PASSED" if r.passed else "FAILED"
+    facts = [f"{r.events} events"]
+    if r.rate is not None:
+        facts.append(f"offered at {r.rate:g}/s")
+    if r.seed is not None:
+        facts.append(f"seed {r.seed}")
+    if r.warmup_events:
+        facts.append(f"first {r.warmup_events} dropped as warm-up")
+    committed = "?" if r.committed is None else str(r.committed)
+    facts.append(f"{committed} row changes committed, {r.applied} applied")
+    if r.duplicates:
+        facts.append(f"{r.duplicates} redelivered")
+    return (
+        f'<h3 style="margin:0.3em 0">Scenario {escape(r.name)} '
+        f'<span style="{style};padding:0 6px">{verdict}</span></h3>'
+        f'<p style="margin:0.2em 0 0.6em 0">{escape(", ".join(facts))}</p>'
+    )
+
+
+def scenario_fragment(
+    result: ScenarioResult | Mapping[str, Any],
+    plots: Mapping[str, bytes] | None = None,
+    configuration: Configuration | None = None,
+) -> str:
+    """Self-contained HTML for one scenario: figures vs SLOs, stages, kinds, plots."""
+    r = result if isinstance(result, ScenarioResult) else ScenarioResult.model_validate(result)
+    parts = [
+        f'<div class="ep-scenario" id="scenario-{escape(r.name)}" '
+        'style="font-family:sans-serif;margin:0.5em 0">',
+        _headline(r),
+        _table(("figure", "measured", "SLO", "result"), _figures_rows(r), "Figures vs SLOs"),
+    ]
+    if r.baseline:
+        parts.append(_table(("check", "result"), _baseline_rows(r), "Against the baseline"))
+    stages = {name.replace("_", " "): s for name, s in r.stages_ms.items()}
+    parts.append(_table(_SUMMARY_HEAD, _summary_rows(stages), "Latency by stage"))
+    if r.by_kind:
+        parts.append(_table(_SUMMARY_HEAD, _summary_rows(r.by_kind), "Latency by event kind"))
+    if r.by_table_op:
+        parts.append(_table(_SUMMARY_HEAD, _summary_rows(r.by_table_op), "By table and op"))
+    generator = {"schedule lag": r.schedule_lag_ms, "commit time": r.commit_ms}
+    parts.append(_table(_SUMMARY_HEAD, _summary_rows(generator), "Generator (open loop)"))
+    if plots:
+        parts.append(_images(plots))
+    if configuration is not None:
+        parts.append(configuration_table(configuration))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _overview(doc: ResultDocument) -> str:
+    rows = [
+        "<tr>"
+        + "".join(
+            f'<td style="{_CELL}">{c}</td>'
+            for c in (
+                f'<a href="#scenario-{escape(r.name)}">{escape(r.name)}</a>',
+                str(r.events),
+                _ms(r.e2e_ms.p50),
+                _ms(r.e2e_ms.p99),
+                f"{r.throughput_eps:.1f}",
+            )
+        )
+        + _verdict(r.passed)
+        + "</tr>"
+        for r in doc.scenarios
+    ]
+    head = ("scenario", "events", "e2e p50", "e2e p99", "events/s", "result")
+    return _table(head, rows, "Scenarios")
+
+
+def render_standalone(
+    doc: ResultDocument, plots: Mapping[str, Mapping[str, bytes]] | None = None
+) -> str:
+    """A complete HTML page for a result document; ``plots`` maps scenario -> figures."""
+    plots = plots or {}
+    verdict = "PASSED" if doc.passed else "FAILED"
+    style = PASS_STYLE if doc.passed else FAIL_STYLE
+    commit = escape(doc.commit or "unknown")
+    body = [
+        f'<h1>event-processor results <span style="{style};padding:0 8px">{verdict}</span></h1>',
+        f"<p>Generated {escape(doc.generated_at)} at commit <code>{commit}</code>.</p>",
+        _overview(doc),
+        *(scenario_fragment(r, plots.get(r.name)) for r in doc.scenarios),
+        configuration_table(doc.configuration),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>event-processor results {escape(doc.generated_at)}</title></head>"
+        '<body style="font-family:sans-serif;margin:1.5em">' + "\n".join(body) + "</body></html>\n"
+    )

@@ -1,0 +1,133 @@
+"""One typed settings object: endpoints, local stack ports, tuning knobs.
+
+Everything is read from the environment (prefix ``EP_``) and from ``.env``. When an
+endpoint (``EP_PG_DSN``, ``EP_KAFKA_BOOTSTRAP``, ``EP_CONNECT_URL``, ``EP_MONGO_URI``) is
+set, the suite uses that service as it is and starts nothing local for it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from event_processor.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("EP_STATE_DIR", PROJECT_ROOT / ".stack"))
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(base) / "event-processor"
+
+
+class Settings(BaseSettings):
+    """All configuration of the pipeline, the stack and the suite."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EP_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # External endpoints: set one and that service is not started locally.
+    pg_dsn: SecretStr | None = None
+    kafka_bootstrap: str | None = None
+    connect_url: str | None = None
+    mongo_uri: SecretStr | None = None
+
+    # Local stack: where state lives, what it listens on (always 127.0.0.1).
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    pg_port: int = Field(default=55432, ge=1024, le=65535)
+    kafka_port: int = Field(default=59092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(default=59093, ge=1024, le=65535)
+    connect_port: int = Field(default=58083, ge=1024, le=65535)
+    mongo_port: int = Field(default=57017, ge=1024, le=65535)
+    metrics_port: int = Field(default=59400, ge=0, le=65535)
+    pg_database: str = "shop"
+    mongo_database: str = "read_model"
+
+    # Versions of what the local stack runs (cache keys).
+    kafka_version: str = "4.3.0"
+    debezium_version: str = "3.6.1.Final"
+    ferretdb_version: str = "v1.24.2"
+    kafka_heap: str = "384m"
+    connect_heap: str = "512m"
+
+    # CDC topology.
+    topic_prefix: str = "ep"
+    connector_name: str = "ep-postgres-source"
+    slot_name: str = "ep_slot"
+    topic_partitions: int = Field(default=3, ge=1, le=64)
+
+    # Debezium / Connect producer tuning (measured: see README "Tuning").
+    poll_interval_ms: int = Field(default=10, ge=1)
+    max_batch_size: int = Field(default=2048, ge=1)
+    max_queue_size: int = Field(default=8192, ge=2)
+    producer_linger_ms: int = Field(default=0, ge=0)
+    offset_flush_interval_ms: int = Field(default=1000, ge=100)
+
+    # Consumer tuning.
+    consumer_group: str = "ep-read-model"
+    consumer_max_poll_records: int = Field(default=2000, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(default=5, ge=0)
+    dlq_topic: str = "ep.dlq"
+    timings_topic: str = "ep.timings"
+
+    @property
+    def pg_external(self) -> bool:
+        return self.pg_dsn is not None
+
+    @property
+    def kafka_external(self) -> bool:
+        return self.kafka_bootstrap is not None
+
+    @property
+    def connect_external(self) -> bool:
+        return self.connect_url is not None
+
+    @property
+    def mongo_external(self) -> bool:
+        return self.mongo_uri is not None
+
+    def postgres_dsn(self) -> str:
+        if self.pg_dsn is not None:
+            return self.pg_dsn.get_secret_value()
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.pg_database}"
+
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    def connect_endpoint(self) -> str:
+        return (self.connect_url or f"http://127.0.0.1:{self.connect_port}").rstrip("/")
+
+    def mongodb_uri(self) -> str:
+        if self.mongo_uri is not None:
+            return self.mongo_uri.get_secret_value()
+        return f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
+
+    def change_topic_pattern(self) -> str:
+        """Regex of the Debezium change topics the consumer subscribes to."""
+        prefix = self.topic_prefix.replace(".", r"\.")
+        return rf"^{prefix}\.(public|aggregate)\..+"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; a bad value is a one-line ConfigError."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(
+            "settings",
+            f"EP_{field.upper()}: {err['msg']}",
+            f"correct or unset EP_{field.upper()}",
+        ) from None

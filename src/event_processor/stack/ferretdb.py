@@ -1,0 +1,85 @@
+"""FerretDB 1.x (MongoDB wire protocol, SQLite backend), built from the Go module proxy."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from event_processor.errors import StackError
+from event_processor.settings import Settings
+from event_processor.stack import process
+
+SERVICE = "ferretdb"
+WRAPPER = resources.files("event_processor.stack") / "resources" / "ferretdb"
+WRAPPER_FILES = ("main.go", "go.mod", "go.sum")
+
+
+def binary_path(settings: Settings) -> Path:
+    digest = hashlib.sha256(b"".join((WRAPPER / f).read_bytes() for f in WRAPPER_FILES))
+    name = f"{settings.ferretdb_version}_{digest.hexdigest()[:8]}"
+    return settings.cache_dir / "ferretdb" / name / "ferretdb-embedded"
+
+
+def ensure_binary(settings: Settings, log: Path) -> Path:
+    """Build the wrapper module once (cached by version and source digest)."""
+    binary = binary_path(settings)
+    if binary.exists():
+        return binary
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        raise StackError("ferretdb", "Go is not installed", "install Go, or set EP_MONGO_URI")
+    build = binary.parent / "src"
+    build.mkdir(parents=True, exist_ok=True)
+    for f in WRAPPER_FILES:
+        (build / f).write_bytes((WRAPPER / f).read_bytes())
+    process.run_checked(
+        "ferretdb",
+        [go, "build", "-trimpath", "-o", str(binary), "."],
+        log,
+        "check that the Go module proxy is reachable, then retry",
+        cwd=build,
+        env={**__import__("os").environ, "CGO_ENABLED": "0"},
+    )
+    return binary
+
+
+def _ready(uri: str) -> bool:
+    client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=2000)
+    try:
+        client.admin.command("ping")
+    finally:
+        client.close()
+    return True
+
+
+def start(settings: Settings, log_provision: Path) -> str:
+    base = settings.state_dir / "ferretdb"
+    record = process.read_pid(settings.state_dir, SERVICE)
+    if process.is_ours_alive(record):
+        return f"already running (pid {record.pid if record else '?'})"
+    process.ensure_port_free("ferretdb", settings.mongo_port, "EP_MONGO_PORT")
+    binary = ensure_binary(settings, log_provision)
+    data = base / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    log = base / "ferretdb.log"
+    argv = [str(binary), f"--listen=127.0.0.1:{settings.mongo_port}", f"--data-dir={data}/"]
+    record = process.spawn(settings.state_dir, SERVICE, argv, log, str(data))
+    process.wait_ready("ferretdb", lambda: _ready(settings.mongodb_uri()), 60, record, log)
+    return f"started (pid {record.pid})"
+
+
+def stop(settings: Settings) -> bool:
+    return process.stop_pid(process.read_pid(settings.state_dir, SERVICE))
+
+
+def health(uri: str) -> tuple[bool, str]:
+    try:
+        _ready(uri)
+    except PyMongoError as exc:
+        return False, f"{type(exc).__name__}: {str(exc)[:200]}"
+    return True, "ready"

@@ -1,0 +1,124 @@
+"""PostgreSQL 15 from Debian's packages: own data directory, logical decoding, loopback."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+from pathlib import Path
+
+import psycopg2
+
+from event_processor.errors import StackError
+from event_processor.settings import Settings
+from event_processor.stack import process
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SERVICE = "postgres"
+
+
+def _dir(settings: Settings) -> Path:
+    return settings.state_dir / "postgres"
+
+
+def ensure_installed(log: Path) -> None:
+    """Install the Debian package when its binaries are missing."""
+    if (PG_BIN / "postgres").exists():
+        return
+    if shutil.which("apt-get") is None:
+        raise StackError(
+            "postgres",
+            f"PostgreSQL 15 is not installed ({PG_BIN} missing) and apt-get is unavailable",
+            "install PostgreSQL 15 or set EP_PG_DSN to an existing server",
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    fix = "run `apt-get install -y postgresql-15` by hand, or set EP_PG_DSN"
+    process.run_checked("postgres", ["apt-get", "update", "-q"], log, fix, env=env)
+    process.run_checked(
+        "postgres", ["apt-get", "install", "-y", "-q", "postgresql-15"], log, fix, env=env
+    )
+
+
+def _chown_postgres(path: Path) -> None:
+    ids = pwd.getpwnam("postgres")
+    os.chown(path, ids.pw_uid, ids.pw_gid)
+
+
+def _can_connect(settings: Settings, dbname: str = "postgres") -> bool:
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=settings.pg_port, user="postgres", dbname=dbname, connect_timeout=2
+    )
+    conn.close()
+    return True
+
+
+def start(settings: Settings) -> str:
+    """Start (initialising on first use) the local PostgreSQL; returns a status line."""
+    base = _dir(settings)
+    data, run, log = base / "data", base / "run", base / "postgres.log"
+    record = process.read_pid(settings.state_dir, SERVICE)
+    if process.is_ours_alive(record):
+        return f"already running (pid {record.pid if record else '?'})"
+    process.ensure_port_free("postgres", settings.pg_port, "EP_PG_PORT")
+    ensure_installed(settings.state_dir / "provision.log")
+    base.mkdir(parents=True, exist_ok=True)
+    for d in (base, run):
+        d.mkdir(parents=True, exist_ok=True)
+        _chown_postgres(d)
+    if not (data / "PG_VERSION").exists():
+        process.run_checked(
+            "postgres",
+            [str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"],
+            log,
+            f"remove {data} and retry",
+            user="postgres",
+        )
+    (base / "postgres.log").touch()
+    _chown_postgres(base / "postgres.log")
+    argv = [
+        str(PG_BIN / "postgres"),
+        "-D", str(data),
+        "-p", str(settings.pg_port),
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", f"unix_socket_directories={run}",
+        "-c", "wal_level=logical",
+        "-c", "max_wal_senders=10",
+        "-c", "max_replication_slots=10",
+        "-c", "shared_buffers=256MB",
+        "-c", "max_connections=100",
+    ]  # fmt: skip
+    record = process.spawn(settings.state_dir, SERVICE, argv, log, str(data), user="postgres")
+    process.wait_ready("postgres", lambda: _can_connect(settings), 60, record, log)
+    _ensure_database(settings)
+    return f"started (pid {record.pid})"
+
+
+def _ensure_database(settings: Settings) -> None:
+    conn = psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{settings.pg_database}"')
+    conn.close()
+
+
+def stop(settings: Settings) -> bool:
+    # SIGINT is PostgreSQL's "fast" shutdown: clean, without waiting for clients.
+    return process.stop_pid(process.read_pid(settings.state_dir, SERVICE), signal.SIGINT)
+
+
+def health(dsn: str) -> tuple[bool, str]:
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=3)
+        with conn.cursor() as cur:
+            cur.execute("SHOW wal_level")
+            row = cur.fetchone()
+        conn.close()
+    except psycopg2.Error as exc:
+        return False, str(exc).strip().splitlines()[0]
+    level = row[0] if row else "?"
+    if level != "logical":
+        return False, f"wal_level is {level}, CDC needs logical"
+    return True, "ready"
