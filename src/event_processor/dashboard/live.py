@@ -98,7 +98,13 @@ class DashboardRunner:
     def export_svg(self, path: str | Path, *, title: str = "event-processor") -> Path:
         """Save the current dashboard as an SVG screenshot (for the README)."""
         target = Path(path)
-        recorder = Console(record=True, width=SVG_WIDTH, file=io.StringIO(), force_terminal=True)
+        recorder = Console(
+            record=True,
+            width=SVG_WIDTH,
+            file=io.StringIO(),  # record only; nothing reaches the real terminal
+            force_terminal=True,
+            color_system="truecolor",  # keep the SLO colours in the capture
+        )
         recorder.print(render_dashboard(self.metrics.snapshot()))
         target.parent.mkdir(parents=True, exist_ok=True)
         recorder.save_svg(str(target), title=title)

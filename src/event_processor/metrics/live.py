@@ -405,8 +405,9 @@ class LiveMetrics:
         self.record_sends((send,))
 
     def record_sends(self, sends: Iterable[SendRecord]) -> None:
+        batch = list(sends)  # materialise a generator before taking the lock
         with self._lock:
-            for send in sends:
+            for send in batch:
                 self._record_send_locked(send)
 
     def add_errors(self, count: int = 1) -> None:
