@@ -29,13 +29,16 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.action == "up":
+
         def say(name: str, text: str) -> None:
             if not args.json:
                 console.print(f"[bold]{name:>9}[/] {text}")
 
         report = manager.up(settings, say=say)
         if args.json:
-            out.print_json(json.dumps({"seconds": round(report.seconds, 2), "steps": dict(report.lines)}))
+            out.print_json(
+                json.dumps({"seconds": round(report.seconds, 2), "steps": dict(report.lines)})
+            )
         else:
             console.print(f"[green]stack up[/] in {report.seconds:.1f} s")
         return 0
@@ -82,8 +85,10 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     from event_processor.consumer.loop import ConsumerOptions, ConsumerRunner
     from event_processor.settings import get_settings
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     options = ConsumerOptions(metrics_port=args.metrics_port, idle_exit_s=args.idle_exit)
     if args.consumer_id:
         options.consumer_id = args.consumer_id
@@ -109,7 +114,9 @@ def _connecting(component: str, build: Callable[[], Any]) -> Any:
             "run `event-processor stack up` or check EP_KAFKA_BOOTSTRAP",
         ) from None
     except OSError as exc:
-        raise StackError(component, f"cannot bind or connect: {exc}", "check the ports and endpoints") from None
+        raise StackError(
+            component, f"cannot bind or connect: {exc}", "check the ports and endpoints"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

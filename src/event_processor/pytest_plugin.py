@@ -23,14 +23,33 @@ from event_processor.settings import PROJECT_ROOT, Settings, get_settings
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("event-processor", "event-processor performance and integrity suite")
-    group.addoption("--ep-scenario", action="append", default=[], metavar="NAME",
-                    help="run only these load scenarios (repeatable)")
-    group.addoption("--slo", action="append", default=[], metavar="NAME=VALUE",
-                    help="override an SLO for every scenario, e.g. --slo p99=150ms (repeatable)")
-    group.addoption("--baseline", metavar="PATH", default=None,
-                    help="compare with an earlier reports/latest.json and fail on regressions")
-    group.addoption("--baseline-tolerance", action="append", default=[], metavar="METRIC:PCT",
-                    help="allowed regression per metric, e.g. p95:15%% (default p50/p95/p99:15%%)")
+    group.addoption(
+        "--ep-scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these load scenarios (repeatable)",
+    )
+    group.addoption(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an SLO for every scenario, e.g. --slo p99=150ms (repeatable)",
+    )
+    group.addoption(
+        "--baseline",
+        metavar="PATH",
+        default=None,
+        help="compare with an earlier reports/latest.json and fail on regressions",
+    )
+    group.addoption(
+        "--baseline-tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC:PCT",
+        help="allowed regression per metric, e.g. p95:15%% (default p50/p95/p99:15%%)",
+    )
     group.addoption("--ep-reports", metavar="DIR", default=str(PROJECT_ROOT / "reports"),
                     help="where JSON results and plots are written (default reports/)")  # fmt: skip
 
@@ -71,7 +90,9 @@ def mongo_db(ep_stack: Settings) -> Iterator[Any]:
 class ConsumerProcess:
     """A real `event-processor consume` process, stopped by its PID."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str, group: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, name: str, group: str | None = None
+    ) -> None:
         self.name = name
         self.log = log_dir / f"consumer-{name}.log"
         argv = [sys.executable, "-m", "event_processor.cli", "consume", "--metrics-port", "0",

@@ -34,5 +34,10 @@ class DeadLetters:
 
 def describe(reason: str, message: Any) -> str:
     return json.dumps(
-        {"reason": reason, "topic": message.topic, "partition": message.partition, "offset": message.offset}
+        {
+            "reason": reason,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+        }
     )

@@ -43,15 +43,21 @@ def _date(days: int) -> str:
 
 
 def _micro_timestamp(us: int) -> str:
-    return (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)).isoformat(timespec="microseconds")
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)).isoformat(
+        timespec="microseconds"
+    )
 
 
 def _milli_timestamp(ms: int) -> str:
-    return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+    return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(
+        timespec="milliseconds"
+    )
 
 
 def _micro_time(us: int) -> str:
-    return (dt.datetime.min + dt.timedelta(microseconds=us)).time().isoformat(timespec="microseconds")
+    return (
+        (dt.datetime.min + dt.timedelta(microseconds=us)).time().isoformat(timespec="microseconds")
+    )
 
 
 def _json(value: str) -> Any:
@@ -164,8 +170,16 @@ class EnvelopeDecoder:
             raise MalformedEvent("source.table missing")
         try:
             lsn = int(source.get("lsn") or 0)
-            t0 = int(source["ts_us"]) if source.get("ts_us") is not None else int(source["ts_ms"]) * 1000
-            t1 = int(payload["ts_us"]) if payload.get("ts_us") is not None else int(payload["ts_ms"]) * 1000
+            t0 = (
+                int(source["ts_us"])
+                if source.get("ts_us") is not None
+                else int(source["ts_ms"]) * 1000
+            )
+            t1 = (
+                int(payload["ts_us"])
+                if payload.get("ts_us") is not None
+                else int(payload["ts_ms"]) * 1000
+            )
             tx_id = int(source.get("txId") or 0)
             position = _position(source.get("sequence"), lsn)
         except (KeyError, TypeError, ValueError) as exc:

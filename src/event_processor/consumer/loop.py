@@ -21,7 +21,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from event_processor.consumer.dlq import DeadLetters
-from event_processor.consumer.envelope import LOG_APPEND_TIME, ChangeEvent, EnvelopeDecoder, MalformedEvent
+from event_processor.consumer.envelope import (
+    LOG_APPEND_TIME,
+    ChangeEvent,
+    EnvelopeDecoder,
+    MalformedEvent,
+)
 from event_processor.consumer.projection import Projected, project
 from event_processor.consumer.telemetry import ConsumerTelemetry
 from event_processor.consumer.timings import TimingPublisher
@@ -69,7 +74,9 @@ class ConsumerRunner:
         self.decoder = EnvelopeDecoder()
         self.stopping = False
         self.telemetry = ConsumerTelemetry(self._metrics_port())
-        self.sink = MongoSink(settings.mongodb_uri(), settings.mongo_database, on_retry=self.telemetry.retry)
+        self.sink = MongoSink(
+            settings.mongodb_uri(), settings.mongo_database, on_retry=self.telemetry.retry
+        )
         self.positions: dict[str, tuple[int, int]] = {}
         self.producer = KafkaProducer(
             bootstrap_servers=settings.kafka_servers(), linger_ms=20, acks=1, retries=5
@@ -109,7 +116,10 @@ class ConsumerRunner:
             while not self.stopping:
                 polled = self.consumer.poll(timeout_ms=200)
                 if not polled:
-                    if self.options.idle_exit_s and time.monotonic() - idle_since > self.options.idle_exit_s:
+                    if (
+                        self.options.idle_exit_s
+                        and time.monotonic() - idle_since > self.options.idle_exit_s
+                    ):
                         break
                     self.telemetry.idle(self.consumer)
                     continue
@@ -164,10 +174,21 @@ class ConsumerRunner:
         self.consumer.commit()
         records = [
             TimingRecord(
-                table=e.table, op=e.op, key=(w[0].id if w else ""), tx_id=e.tx_id, lsn=e.lsn,
-                t0_us=e.source_ts_us, t1_us=e.debezium_ts_us,
-                t2_us=m.timestamp * 1000 if m.timestamp_type == LOG_APPEND_TIME else m.timestamp * 1000,
-                t3_us=t3, t4_us=t4, t5_us=t5, partition=m.partition, offset=m.offset,
+                table=e.table,
+                op=e.op,
+                key=(w[0].id if w else ""),
+                tx_id=e.tx_id,
+                lsn=e.lsn,
+                t0_us=e.source_ts_us,
+                t1_us=e.debezium_ts_us,
+                t2_us=m.timestamp * 1000
+                if m.timestamp_type == LOG_APPEND_TIME
+                else m.timestamp * 1000,
+                t3_us=t3,
+                t4_us=t4,
+                t5_us=t5,
+                partition=m.partition,
+                offset=m.offset,
                 consumer=self.options.consumer_id,
             )  # fmt: skip
             for e, m, w in pending

@@ -42,11 +42,14 @@ def _scalar_id(value: Any) -> str:
 def row_hash_id(row: dict[str, Any]) -> str:
     """_id for a row of a table without a primary key: a digest of its content."""
     canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), default=repr)
-    return "h:" + hashlib.sha1(canonical.encode()).hexdigest()  # noqa: S324 - not security
+    return "h:" + hashlib.sha1(canonical.encode()).hexdigest()
 
 
 def _with_refs(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_scalar_id(v) if k in REFERENCE_COLUMNS and v is not None else v) for k, v in row.items()}
+    return {
+        k: (_scalar_id(v) if k in REFERENCE_COLUMNS and v is not None else v)
+        for k, v in row.items()
+    }
 
 
 @dataclass(slots=True)
@@ -96,7 +99,9 @@ def _replace_or_delete(
     assert event.after is not None
     row = _with_refs(event.after) if refs else dict(event.after)
     row.update(_meta(event))
-    out = [Projected(collection, doc_id(_pk_values(event, event.after, pk)), Write("replace", doc=row))]
+    out = [
+        Projected(collection, doc_id(_pk_values(event, event.after, pk)), Write("replace", doc=row))
+    ]
     # A primary-key change moves the document.
     if event.op == "u" and event.before is not None:
         old = doc_id(_pk_values(event, event.before, pk))
@@ -127,7 +132,13 @@ def _order_child(name: str, event: ChangeEvent) -> list[Projected]:
     if event.op == "u" and before is not None and before.get("order_id") != row["order_id"]:
         # Moved to another order: remove it from the old one.
         old_path = f"{name}.{_scalar_id(before['id'])}"
-        out.append(Projected(ORDERS, doc_id([before["order_id"]]), Write("update", unsets=(old_path,), upsert=False)))
+        out.append(
+            Projected(
+                ORDERS,
+                doc_id([before["order_id"]]),
+                Write("update", unsets=(old_path,), upsert=False),
+            )
+        )
     child = _with_refs(row)
     out.append(Projected(ORDERS, order, Write("update", sets={path: child, "_lsn": event.lsn})))
     return out
@@ -143,7 +154,9 @@ def _generic(event: ChangeEvent) -> list[Projected]:
     out = []
     op_path = f"_ops.l{event.lsn}"
     if event.before is not None and event.op in ("u", "d"):
-        out.append(Projected(collection, row_hash_id(event.before), Write("update", sets={op_path: -1})))
+        out.append(
+            Projected(collection, row_hash_id(event.before), Write("update", sets={op_path: -1}))
+        )
     if event.after is not None and event.op in ("c", "r", "u"):
         row = dict(event.after)
         row[op_path] = 1

@@ -18,12 +18,22 @@ BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1, 2, 
 class ConsumerTelemetry:
     def __init__(self, port: int) -> None:
         self.registry = CollectorRegistry()
-        self.events = Counter("ep_events_applied", "Change events applied", ["table", "op"], registry=self.registry)
+        self.events = Counter(
+            "ep_events_applied", "Change events applied", ["table", "op"], registry=self.registry
+        )
         self.errors = Counter("ep_errors", "Transient errors retried", registry=self.registry)
-        self.dlq = Counter("ep_dead_lettered", "Events sent to the dead-letter topic", registry=self.registry)
-        self.dupes = Counter("ep_duplicates_skipped", "Replayed or duplicated events skipped", registry=self.registry)
+        self.dlq = Counter(
+            "ep_dead_lettered", "Events sent to the dead-letter topic", registry=self.registry
+        )
+        self.dupes = Counter(
+            "ep_duplicates_skipped", "Replayed or duplicated events skipped", registry=self.registry
+        )
         self.stage = Histogram(
-            "ep_stage_latency_seconds", "Per-stage latency", ["stage"], buckets=BUCKETS_S, registry=self.registry
+            "ep_stage_latency_seconds",
+            "Per-stage latency",
+            ["stage"],
+            buckets=BUCKETS_S,
+            registry=self.registry,
         )
         self.lag = Gauge("ep_consumer_lag", "Messages behind the log end", registry=self.registry)
         self.server: Any = None
@@ -55,8 +65,10 @@ class ConsumerTelemetry:
         try:
             assigned = consumer.assignment()
             ends = consumer.end_offsets(list(assigned)) if assigned else {}
-            self.lag.set(sum(max(0, end - (consumer.position(tp) or 0)) for tp, end in ends.items()))
-        except Exception as exc:  # noqa: BLE001 - metrics never stop the consumer
+            self.lag.set(
+                sum(max(0, end - (consumer.position(tp) or 0)) for tp, end in ends.items())
+            )
+        except Exception as exc:
             log.debug("lag check failed: %r", exc)
 
     def close(self) -> None:

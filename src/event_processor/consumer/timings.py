@@ -41,7 +41,8 @@ class TimingCollector:
         )
         self._ensure_topic()
         self.partitions = [
-            TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or {0})
+            TopicPartition(topic, p)
+            for p in sorted(self.consumer.partitions_for_topic(topic) or {0})
         ]
         self.consumer.assign(self.partitions)
 

@@ -15,7 +15,12 @@ from typing import Any
 
 from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+)
 from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
 
 from event_processor.consumer.projection import POSITIONS_COLLECTION, Projected, Write
@@ -104,7 +109,9 @@ def fold(projected: Iterable[Projected]) -> dict[str, dict[str, Folded]]:
 class MongoSink:
     """Bulk writes to the read model with retries on transient failures."""
 
-    def __init__(self, uri: str, database: str, on_retry: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, uri: str, database: str, on_retry: Callable[[str], None] | None = None
+    ) -> None:
         self.client: MongoClient[dict[str, Any]] = MongoClient(
             uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=3000, socketTimeoutMS=30000
         )
@@ -135,7 +142,9 @@ class MongoSink:
             if not ops:
                 continue
             coll = self.db[collection]
-            self._retrying(f"bulk write to {collection}", lambda c=coll, o=ops: c.bulk_write(o, ordered=False))
+            self._retrying(
+                f"bulk write to {collection}", lambda c=coll, o=ops: c.bulk_write(o, ordered=False)
+            )
             count += len(ops)
         return count
 

@@ -43,9 +43,11 @@ from event_processor.source.workload import (
     WorkloadModel,
 )
 
-# Events/s one connection sustains on the reference box (2 vCPU, local PG 15, fsync on;
-# see the report in the module's tests). The automatic pool size is derived from it.
-EVENTS_PER_CONNECTION = 600
+# Measured on the reference box (2 vCPU, local PG 15, fsync on, shared with the stack):
+# one connection saturates at ~1,900-2,500 events/s (3 round trips + ~0.1 ms of Python
+# per event), but holds a tight schedule-lag tail only up to about a quarter of that.
+# At 2,000/s: 1 connection p99 lag 100-240 ms, 2: 30-75 ms, 4: 2-25 ms.
+EVENTS_PER_CONNECTION = 500
 MAX_CONNECTIONS = 8
 # The schedule starts this far after the workers are created, so that thread start-up
 # is not charged to the first events as schedule lag.
@@ -220,11 +222,15 @@ class _Schedule:
         lead_ns = round(lead_s * 1e9)
         return cls(rate, wall_us() + lead_ns // 1000, time.perf_counter_ns() + lead_ns)
 
+    def offset_us(self, i: int) -> int:
+        return round(i * 1e6 / self.rate)
+
     def due_ns(self, i: int) -> int:
-        return self.anchor_ns + round(i * 1e9 / self.rate)
+        # Derived from the µs offset, so being due implies now_us() >= intended_us().
+        return self.anchor_ns + self.offset_us(i) * 1000
 
     def intended_us(self, i: int) -> int:
-        return self.anchor_wall_us + round(i * 1e6 / self.rate)
+        return self.anchor_wall_us + self.offset_us(i)
 
     def now_us(self) -> int:
         return self.anchor_wall_us + (time.perf_counter_ns() - self.anchor_ns) // 1000
@@ -257,9 +263,10 @@ class _Worker(threading.Thread):
 
     def _wait_until_due(self, i: int) -> bool:
         """Sleep only if ahead of schedule; True when the run was stopped."""
-        delay_ns = self.schedule.due_ns(i) - time.perf_counter_ns()
-        if delay_ns > 0:
-            return self.stop.wait(delay_ns / 1e9)
+        due_ns = self.schedule.due_ns(i)
+        while (delay_ns := due_ns - time.perf_counter_ns()) > 0:
+            if self.stop.wait(delay_ns / 1e9):  # loops again if woken early
+                return True
         return self.stop.is_set()
 
     def _send(self, cur: Any, i: int, event: PlannedEvent) -> SendRecord:
@@ -279,8 +286,8 @@ def _partition(events: Sequence[PlannedEvent], n: int) -> list[list[tuple[int, P
 
 
 def connections_for(rate: float) -> int:
-    """Pool size for a target rate, with headroom over the measured per-connection rate."""
-    return max(1, min(MAX_CONNECTIONS, math.ceil(rate * 1.5 / EVENTS_PER_CONNECTION)))
+    """Pool size for a target rate: one connection per EVENTS_PER_CONNECTION events/s."""
+    return max(1, min(MAX_CONNECTIONS, math.ceil(rate / EVENTS_PER_CONNECTION)))
 
 
 # --- public API ---------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None, timeout: fl
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Content-Type", "application/json")
     req.add_header("Accept", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - our endpoint
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
 
@@ -188,7 +188,9 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:400]
         raise StackError(
-            "connect", f"registering the Debezium connector failed: {detail}", "read the Connect log"
+            "connect",
+            f"registering the Debezium connector failed: {detail}",
+            "read the Connect log",
         ) from None
     except OSError as exc:
         raise StackError(

@@ -30,7 +30,9 @@ def ensure_binary(settings: Settings, log: Path) -> Path:
     binary = binary_path(settings)
     if binary.exists():
         return binary
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
     if go is None:
         raise StackError("ferretdb", "Go is not installed", "install Go, or set EP_MONGO_URI")
     build = binary.parent / "src"

@@ -21,7 +21,9 @@ RESOURCES = resources.files("event_processor.stack") / "resources"
 def require_java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise StackError("kafka", "java is not installed", "apt-get install -y openjdk-17-jre-headless")
+        raise StackError(
+            "kafka", "java is not installed", "apt-get install -y openjdk-17-jre-headless"
+        )
     return java
 
 
@@ -44,7 +46,10 @@ def ensure_jars(settings: Settings, log: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     pom = cache / "pom.xml"
     pom.write_bytes((RESOURCES / "pom.xml").read_bytes())
-    props = [f"-Dkafka.version={settings.kafka_version}", f"-Ddebezium.version={settings.debezium_version}"]
+    props = [
+        f"-Dkafka.version={settings.kafka_version}",
+        f"-Ddebezium.version={settings.debezium_version}",
+    ]
     fix = "check that Maven Central is reachable, then retry `event-processor stack up`"
     shutil.rmtree(cache / "lib", ignore_errors=True)
     shutil.rmtree(cache / "plugins", ignore_errors=True)

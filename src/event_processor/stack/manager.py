@@ -69,6 +69,7 @@ def up(settings: Settings, say: Callable[[str, str], None] | None = None) -> UpR
     else:
         step("kafka", lambda: kafka.start(settings, provision_log))
     if settings.connect_external:
+
         def connect_check() -> tuple[bool, str]:
             ok, detail, _ = connect.health(settings)
             return (ok or detail == "ready"), detail
@@ -107,13 +108,16 @@ def down(settings: Settings, purge: bool = False) -> list[tuple[str, str]]:
 
 def status(settings: Settings) -> dict[str, Any]:
     """Health of each service with stable keys for scripts (see README)."""
+
     def local(service: str) -> dict[str, Any]:
         record = process.read_pid(settings.state_dir, service)
         alive = process.is_ours_alive(record)
         info: dict[str, Any] = {"managed": not _external(settings, service)}
         if info["managed"]:
             info["pid"] = record.pid if (record and alive) else None
-            info["rss_mb"] = round(process.rss_mb(record.pid) or 0, 1) if (record and alive) else None
+            info["rss_mb"] = (
+                round(process.rss_mb(record.pid) or 0, 1) if (record and alive) else None
+            )
             info["log"] = record.log if record else None
         return info
 
@@ -122,8 +126,18 @@ def status(settings: Settings) -> dict[str, Any]:
     c_ok, c_detail, c_state = connect.health(settings)
     m_ok, m_detail = ferretdb.health(settings.mongodb_uri())
     return {
-        "postgres": {"dsn": redact(settings.postgres_dsn()), "ok": pg_ok, "detail": pg_detail, **local("postgres")},
-        "kafka": {"bootstrap": settings.kafka_servers(), "ok": k_ok, "detail": k_detail, **local("kafka")},
+        "postgres": {
+            "dsn": redact(settings.postgres_dsn()),
+            "ok": pg_ok,
+            "detail": pg_detail,
+            **local("postgres"),
+        },
+        "kafka": {
+            "bootstrap": settings.kafka_servers(),
+            "ok": k_ok,
+            "detail": k_detail,
+            **local("kafka"),
+        },
         "connect": {
             "url": settings.connect_endpoint(),
             "ok": c_ok,
@@ -132,7 +146,12 @@ def status(settings: Settings) -> dict[str, Any]:
             "connector_state": c_state,
             **local("connect"),
         },
-        "mongo": {"uri": redact(settings.mongodb_uri()), "ok": m_ok, "detail": m_detail, **local("ferretdb")},
+        "mongo": {
+            "uri": redact(settings.mongodb_uri()),
+            "ok": m_ok,
+            "detail": m_detail,
+            **local("ferretdb"),
+        },
         "ok": pg_ok and k_ok and c_ok and m_ok,
     }
 

@@ -69,7 +69,16 @@ def start(settings: Settings) -> str:
     if not (data / "PG_VERSION").exists():
         process.run_checked(
             "postgres",
-            [str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"],
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+            ],
             log,
             f"remove {data} and retry",
             user="postgres",

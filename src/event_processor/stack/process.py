@@ -107,7 +107,7 @@ def spawn(
     """Start a detached service process with its output in ``log``; record its PID."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by us
+        proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -136,7 +136,7 @@ def wait_ready(
         try:
             if check():
                 return time.monotonic() - start
-        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception:
             pass
         if record is not None and not is_ours_alive(record):
             raise StackError(
@@ -173,7 +173,7 @@ def run_checked(component: str, argv: Sequence[str], log: Path, fix: str, **kw: 
     """Run a provisioning step to completion, its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        rc = subprocess.call(list(argv), stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]  # noqa: S603
+        rc = subprocess.call(list(argv), stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
     if rc != 0:
         raise StackError(
             component,
