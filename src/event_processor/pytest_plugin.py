@@ -145,3 +145,48 @@ def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bo
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+def group_assignment(settings: Settings, group: str) -> dict[str, set[str]]:
+    """client id -> the topics it was assigned, as the group coordinator sees it."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    if info.get("group_state") != "Stable":
+        return {}
+    return {
+        m["client_id"]: {a["topic"] for a in m["member_assignment"]["assigned_partitions"]}
+        for m in info.get("members", [])
+    }
+
+
+def group_lag(settings: Settings, group: str) -> int | None:
+    """Messages the group has not committed yet over the change topics (None: unknown)."""
+    import re
+
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers(), group_id=None)
+    try:
+        topics = [t for t in consumer.topics() if re.match(settings.change_topic_pattern(), t)]
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        ends = consumer.end_offsets(parts)
+        committed = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        consumer.close()
+        admin.close()
+    if not committed:
+        return None
+    lag = 0
+    for tp, end in ends.items():
+        meta = committed.get(tp)
+        offset = getattr(meta, "offset", None) if meta is not None else None
+        lag += end - (offset if offset is not None and offset >= 0 else 0)
+    return lag

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(default=59093, ge=1024, le=65535)
     connect_port: int = Field(default=58083, ge=1024, le=65535)
     mongo_port: int = Field(default=57017, ge=1024, le=65535)
+    # FerretDB's own PostgreSQL (its storage backend), apart from the source database.
+    store_pg_port: int = Field(default=55433, ge=1024, le=65535)
     metrics_port: int = Field(default=59400, ge=0, le=65535)
     pg_database: str = "shop"
     mongo_database: str = "read_model"

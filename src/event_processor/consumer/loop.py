@@ -30,7 +30,7 @@ from event_processor.consumer.envelope import (
 from event_processor.consumer.projection import Projected, project
 from event_processor.consumer.telemetry import ConsumerTelemetry
 from event_processor.consumer.timings import TimingPublisher
-from event_processor.consumer.writer import MongoSink, fold
+from event_processor.consumer.writer import NO_MARK, Mark, MongoSink, fold
 from event_processor.metrics.timing import TimingRecord, wall_us
 from event_processor.settings import Settings
 
@@ -77,7 +77,7 @@ class ConsumerRunner:
         self.sink = MongoSink(
             settings.mongodb_uri(), settings.mongo_database, on_retry=self.telemetry.retry
         )
-        self.positions: dict[str, tuple[int, int]] = {}
+        self.positions: dict[str, Mark] = {}
         self.producer = KafkaProducer(
             bootstrap_servers=settings.kafka_servers(), linger_ms=20, acks=1, retries=5
         )
@@ -139,20 +139,27 @@ class ConsumerRunner:
         t3 = wall_us()
         projected: list[Projected] = []
         pending: list[tuple[ChangeEvent, Any, list[Projected]]] = []
-        advanced: dict[str, tuple[int, int]] = {}
+        advanced: dict[str, Mark] = {}
         truncated: set[str] = set()
         for tp, messages in polled.items():
             pkey = _position_key(tp.topic, tp.partition)
-            watermark = self.positions.get(pkey, (-1, -1))
+            mark = self.positions.get(pkey, NO_MARK)
             for m in messages:
+                # Offsets catch a re-read of the topic (replay, restart); source
+                # positions catch Debezium re-sending older changes at new offsets.
+                if m.offset <= mark.offset:
+                    self.telemetry.duplicate()
+                    continue
+                mark = Mark(m.offset, mark.position)
+                advanced[pkey] = mark
                 event = self._decode(m)
                 if event is None:
                     continue
-                if event.position <= watermark:
+                if event.position <= mark.position:
                     self.telemetry.duplicate()
                     continue
-                watermark = event.position
-                advanced[pkey] = watermark
+                mark = Mark(m.offset, event.position)
+                advanced[pkey] = mark
                 if event.op == "t":
                     truncated.add(event.table)
                     continue

@@ -31,6 +31,17 @@ TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTi
 MongoOp = ReplaceOne[Any] | UpdateOne | DeleteOne
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """How far the read model has applied one Kafka partition."""
+
+    offset: int
+    position: tuple[int, int]  # Debezium source position (commit-ordered)
+
+
+NO_MARK = Mark(-1, (-1, -1))
+
+
 @dataclass(slots=True)
 class Folded:
     """The net effect of several writes to one document within a batch."""
@@ -148,21 +159,26 @@ class MongoSink:
             count += len(ops)
         return count
 
-    def load_positions(self, keys: list[str]) -> dict[str, tuple[int, int]]:
+    def load_positions(self, keys: list[str]) -> dict[str, Mark]:
         coll = self.db[POSITIONS_COLLECTION]
-        out: dict[str, tuple[int, int]] = {}
+        out: dict[str, Mark] = {}
         for key in keys:  # by exact _id: the fast path on FerretDB
             doc = self._retrying("position read", lambda k=key: coll.find_one({"_id": k}))
             if doc:
-                out[key] = (int(doc["seq"]), int(doc["lsn"]))
+                out[key] = Mark(int(doc["offset"]), (int(doc["seq"]), int(doc["lsn"])))
         return out
 
-    def save_positions(self, positions: dict[str, tuple[int, int]]) -> None:
+    def save_positions(self, positions: dict[str, Mark]) -> None:
         if not positions:
             return
+        # LSNs are unsigned 64-bit: stored as text so no backend truncates them.
         ops = [
-            ReplaceOne({"_id": k}, {"seq": str(v[0]), "lsn": str(v[1])}, upsert=True)
-            for k, v in positions.items()
+            ReplaceOne(
+                {"_id": k},
+                {"offset": m.offset, "seq": str(m.position[0]), "lsn": str(m.position[1])},
+                upsert=True,
+            )
+            for k, m in positions.items()
         ]
         coll = self.db[POSITIONS_COLLECTION]
         self._retrying("position write", lambda: coll.bulk_write(ops, ordered=False))

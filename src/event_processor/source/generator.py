@@ -336,6 +336,8 @@ def run_load(
     """
     if rate <= 0:
         raise GeneratorError(f"rate must be > 0, got {rate}")
+    if connections is not None and connections < 1:
+        raise GeneratorError(f"connections must be >= 1, got {connections}")
     n_conn = min(connections or connections_for(rate), max(1, len(events)))
     conns = [_connect(dsn) for _ in range(n_conn)]  # connecting is not part of the run
     try:

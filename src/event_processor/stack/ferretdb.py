@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 from importlib import resources
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from pymongo.errors import PyMongoError
 
 from event_processor.errors import StackError
 from event_processor.settings import Settings
-from event_processor.stack import process
+from event_processor.stack import postgres, process
 
 SERVICE = "ferretdb"
+STORE_SERVICE = "ferretdb-pg"
+STORE_DATABASE = "ferretdb"
 WRAPPER = resources.files("event_processor.stack") / "resources" / "ferretdb"
 WRAPPER_FILES = ("main.go", "go.mod", "go.sum")
 
@@ -66,17 +69,39 @@ def start(settings: Settings, log_provision: Path) -> str:
         return f"already running (pid {record.pid if record else '?'})"
     process.ensure_port_free("ferretdb", settings.mongo_port, "EP_MONGO_PORT")
     binary = ensure_binary(settings, log_provision)
-    data = base / "data"
-    data.mkdir(parents=True, exist_ok=True)
+    start_store(settings)
+    base.mkdir(parents=True, exist_ok=True)
     log = base / "ferretdb.log"
-    argv = [str(binary), f"--listen=127.0.0.1:{settings.mongo_port}", f"--data-dir={data}/"]
-    record = process.spawn(settings.state_dir, SERVICE, argv, log, str(data))
+    store_url = f"postgres://postgres@127.0.0.1:{settings.store_pg_port}/{STORE_DATABASE}"
+    argv = [str(binary), f"--listen=127.0.0.1:{settings.mongo_port}", "--handler=postgresql",
+            f"--postgresql-url={store_url}"]  # fmt: skip
+    record = process.spawn(settings.state_dir, SERVICE, argv, log, store_url)
     process.wait_ready("ferretdb", lambda: _ready(settings.mongodb_uri()), 60, record, log)
     return f"started (pid {record.pid})"
 
 
+def start_store(settings: Settings) -> str:
+    """FerretDB's storage: its own PostgreSQL cluster, so the read model's writes never
+    share the source database's WAL (which Debezium decodes).
+
+    synchronous_commit=off acknowledges a write once it is in the WAL buffer, flushed
+    within ~200 ms: the same promise as MongoDB's default write concern (w:1, no j).
+    FerretDB's SQLite backend was tried first and deadlocked under concurrent clients.
+    """
+    return postgres.start_instance(
+        settings,
+        STORE_SERVICE,
+        settings.store_pg_port,
+        "EP_STORE_PG_PORT",
+        STORE_DATABASE,
+        ["synchronous_commit=off", "shared_buffers=256MB", "max_connections=200"],
+    )
+
+
 def stop(settings: Settings) -> bool:
-    return process.stop_pid(process.read_pid(settings.state_dir, SERVICE))
+    stopped = process.stop_pid(process.read_pid(settings.state_dir, SERVICE))
+    process.stop_pid(process.read_pid(settings.state_dir, STORE_SERVICE), signal.SIGINT)
+    return stopped
 
 
 def health(uri: str) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from event_processor.errors import StackError
 from event_processor.settings import Settings
 from event_processor.stack import connect, ferretdb, kafka, postgres, process
 
-SERVICES = ("postgres", "kafka", "connect", "ferretdb")
+SERVICES = ("postgres", "kafka", "connect", "ferretdb-pg", "ferretdb")
 
 
 @dataclass
@@ -31,6 +31,7 @@ def _external(settings: Settings, service: str) -> bool:
         "kafka": settings.kafka_external,
         "connect": settings.connect_external,
         "ferretdb": settings.mongo_external,
+        "ferretdb-pg": settings.mongo_external,
     }[service]
 
 

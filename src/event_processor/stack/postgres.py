@@ -18,8 +18,17 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SERVICE = "postgres"
 
 
-def _dir(settings: Settings) -> Path:
-    return settings.state_dir / "postgres"
+def _can_connect(port: int, dbname: str = "postgres") -> bool:
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname=dbname, connect_timeout=2
+    )
+    conn.close()
+    return True
+
+
+def _chown_postgres(path: Path) -> None:
+    ids = pwd.getpwnam("postgres")
+    os.chown(path, ids.pw_uid, ids.pw_gid)
 
 
 def ensure_installed(log: Path) -> None:
@@ -40,76 +49,71 @@ def ensure_installed(log: Path) -> None:
     )
 
 
-def _chown_postgres(path: Path) -> None:
-    ids = pwd.getpwnam("postgres")
-    os.chown(path, ids.pw_uid, ids.pw_gid)
-
-
-def _can_connect(settings: Settings, dbname: str = "postgres") -> bool:
-    conn = psycopg2.connect(
-        host="127.0.0.1", port=settings.pg_port, user="postgres", dbname=dbname, connect_timeout=2
-    )
-    conn.close()
-    return True
-
-
-def start(settings: Settings) -> str:
-    """Start (initialising on first use) the local PostgreSQL; returns a status line."""
-    base = _dir(settings)
-    data, run, log = base / "data", base / "run", base / "postgres.log"
-    record = process.read_pid(settings.state_dir, SERVICE)
+def start_instance(
+    settings: Settings,
+    service: str,
+    port: int,
+    port_env: str,
+    database: str,
+    extra: list[str],
+) -> str:
+    """Start (initialising on first use) a PostgreSQL cluster of ours on 127.0.0.1."""
+    base = settings.state_dir / service
+    data, run, log = base / "data", base / "run", base / f"{service}.log"
+    record = process.read_pid(settings.state_dir, service)
     if process.is_ours_alive(record):
         return f"already running (pid {record.pid if record else '?'})"
-    process.ensure_port_free("postgres", settings.pg_port, "EP_PG_PORT")
+    process.ensure_port_free(service, port, port_env)
     ensure_installed(settings.state_dir / "provision.log")
-    base.mkdir(parents=True, exist_ok=True)
     for d in (base, run):
         d.mkdir(parents=True, exist_ok=True)
         _chown_postgres(d)
+    log.touch()
+    _chown_postgres(log)
     if not (data / "PG_VERSION").exists():
+        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"]
         process.run_checked(
-            "postgres",
-            [
-                str(PG_BIN / "initdb"),
-                "-D",
-                str(data),
-                "--auth=trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-            ],
-            log,
-            f"remove {data} and retry",
-            user="postgres",
+            service, [*initdb, "-E", "UTF8"], log, f"remove {data} and retry", user="postgres"
         )
-    (base / "postgres.log").touch()
-    _chown_postgres(base / "postgres.log")
     argv = [
         str(PG_BIN / "postgres"),
         "-D", str(data),
-        "-p", str(settings.pg_port),
+        "-p", str(port),
         "-c", "listen_addresses=127.0.0.1",
         "-c", f"unix_socket_directories={run}",
-        "-c", "wal_level=logical",
-        "-c", "max_wal_senders=10",
-        "-c", "max_replication_slots=10",
-        "-c", "shared_buffers=256MB",
-        "-c", "max_connections=100",
+        *[a for kv in extra for a in ("-c", kv)],
     ]  # fmt: skip
-    record = process.spawn(settings.state_dir, SERVICE, argv, log, str(data), user="postgres")
-    process.wait_ready("postgres", lambda: _can_connect(settings), 60, record, log)
-    _ensure_database(settings)
+    record = process.spawn(settings.state_dir, service, argv, log, str(data), user="postgres")
+    process.wait_ready(service, lambda: _can_connect(port), 60, record, log)
+    _ensure_database(port, database)
     return f"started (pid {record.pid})"
 
 
-def _ensure_database(settings: Settings) -> None:
-    conn = psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user="postgres")
+def start(settings: Settings) -> str:
+    """The source database: logical decoding on, for Debezium."""
+    return start_instance(
+        settings,
+        SERVICE,
+        settings.pg_port,
+        "EP_PG_PORT",
+        settings.pg_database,
+        [
+            "wal_level=logical",
+            "max_wal_senders=10",
+            "max_replication_slots=10",
+            "shared_buffers=256MB",
+            "max_connections=100",
+        ],
+    )
+
+
+def _ensure_database(port: int, database: str) -> None:
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.pg_database,))
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
         if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{settings.pg_database}"')
+            cur.execute(f'CREATE DATABASE "{database}"')
     conn.close()
 
 

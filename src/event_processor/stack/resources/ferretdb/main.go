@@ -1,5 +1,5 @@
 // Command ferretdb-embedded runs FerretDB (a MongoDB wire-protocol server) with
-// its SQLite backend on a loopback address until SIGTERM or SIGINT.
+// its PostgreSQL (default) or SQLite backend on a loopback address until SIGTERM or SIGINT.
 //
 // It wraps the embeddable package because `go install .../cmd/ferretdb` builds a
 // binary that panics at start (missing build/version/version.txt).
@@ -19,17 +19,31 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
-	dataDir := flag.String("data-dir", "", "directory for the SQLite databases (must exist)")
+	handler := flag.String("handler", "postgresql", "backend: postgresql or sqlite")
+	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL for the postgresql backend")
+	dataDir := flag.String("data-dir", "", "directory for the SQLite databases (sqlite backend)")
 	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn, error")
 	flag.Parse()
 
-	if *dataDir == "" {
-		fmt.Fprintln(os.Stderr, "ferretdb-embedded: --data-dir is required")
+	url := ""
+	switch *handler {
+	case "postgresql":
+		if *pgURL == "" {
+			fmt.Fprintln(os.Stderr, "ferretdb-embedded: --postgresql-url is required")
+			os.Exit(2)
+		}
+	case "sqlite":
+		if *dataDir == "" {
+			fmt.Fprintln(os.Stderr, "ferretdb-embedded: --data-dir is required")
+			os.Exit(2)
+		}
+		url = "file:" + *dataDir
+		if url[len(url)-1] != '/' {
+			url += "/"
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "ferretdb-embedded: unknown --handler", *handler)
 		os.Exit(2)
-	}
-	url := "file:" + *dataDir
-	if url[len(url)-1] != '/' {
-		url += "/"
 	}
 
 	var level slog.Level
@@ -42,10 +56,11 @@ func main() {
 	defer stop()
 
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
-		Handler:   "sqlite",
-		SQLiteURL: url,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Listener:      ferretdb.ListenerConfig{TCP: *listen},
+		Handler:       *handler,
+		SQLiteURL:     url,
+		PostgreSQLURL: *pgURL,
+		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferretdb-embedded:", err)

@@ -1,0 +1,169 @@
+"""The harness's own consumer process and the Kafka group plumbing around it.
+
+A run starts one `event-processor consume` process in a fresh consumer group whose
+offsets the harness commits at the current end of every change topic first: the read
+model was just emptied, so the consumer must apply only what happens from now on, and
+it must do so from the first event even if load starts right after it joined (a plain
+``auto_offset_reset=latest`` would resolve "latest" lazily, after the first events
+may already be in the log).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from event_processor.settings import PROJECT_ROOT, Settings
+
+
+def new_group(scenario: str) -> str:
+    """A consumer group no one used before: ``ep-perf-<scenario>-<random>``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", scenario) or "run"
+    return f"ep-perf-{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def change_topics(settings: Settings) -> list[str]:
+    """The existing Debezium change topics the consumer subscribes to, sorted."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers(), group_id=None)
+    try:
+        pattern = re.compile(settings.change_topic_pattern())
+        return sorted(t for t in consumer.topics() if pattern.match(t))
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> log end offset."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers(), group_id=None)
+    try:
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        ends = consumer.end_offsets(parts) if parts else {}
+        return {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+    finally:
+        consumer.close()
+
+
+def commit_at_end(settings: Settings, group: str, topics: list[str]) -> int:
+    """Commit ``group``'s offsets at the end of ``topics``; returns the partitions set."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_servers(), group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        if not parts:
+            return 0
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        consumer.commit({tp: OffsetAndMetadata(int(off), "", -1) for tp, off in ends.items()})
+        return len(parts)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def assigned_topics(settings: Settings, group: str) -> set[str]:
+    """Topics assigned to the members of a Stable group (empty while rebalancing)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    if info.get("group_state") != "Stable":
+        return set()
+    topics: set[str] = set()
+    for member in info.get("members", []):
+        for a in member["member_assignment"]["assigned_partitions"]:
+            topics.add(a["topic"])
+    return topics
+
+
+def active_members(settings: Settings, group: str) -> int:
+    """How many consumers are members of ``group`` right now (0 when it is empty)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    return len(info.get("members", []) or [])
+
+
+class HarnessConsumer:
+    """One `event-processor consume` process the harness started; stopped by its PID."""
+
+    def __init__(self, settings: Settings, group: str, name: str, log_path: Path) -> None:
+        self.group = group
+        self.name = name
+        self.log_path = log_path
+        argv = [
+            sys.executable, "-m", "event_processor.cli", "consume",
+            "--metrics-port", "0", "--consumer-id", name, "--group", group,
+        ]  # fmt: skip
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ}, cwd=PROJECT_ROOT
+        )
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def last_lines(self, n: int = 5) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in lines[-n:] if line.strip())
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM (the consumer drains and exits), SIGKILL after ``timeout_s``."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self._out.closed:
+            self._out.close()
+        return int(self.proc.returncode if self.proc.returncode is not None else -1)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll a condition until it holds or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
