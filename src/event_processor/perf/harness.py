@@ -1,0 +1,587 @@
+"""Run one load scenario end to end and gate it: the library call behind `load` and pytest.
+
+``run_scenario`` owns the whole run:
+
+1. reset: the consumer this process started last is stopped, the source tables are
+   truncated, the read model (and the consumer's source positions) emptied;
+2. a fresh consumer process joins a new group whose offsets start at the current end
+   of every change topic, and the harness waits until it is assigned all of them;
+3. warm-up (excluded from every figure): the product catalogue is seeded and awaited
+   in MongoDB; then the timing collector notes where the run's records begin;
+4. the open-loop generator sends the scenario's plan at its rate (live dashboard fed
+   from the generator's SendRecords and the collected TimingRecords);
+5. the harness waits until every committed row change has a timing record (at most
+   ``delivery_timeout_s`` after the last send), leaves out the warm-up events,
+   computes exact figures and gates them, then runs the integrity verifier, whose
+   verdict is the integrity gate (100 % only when it found nothing).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from event_processor.consumer.timings import TimingCollector
+from event_processor.errors import ConfigError, EventProcessorError, StackError
+from event_processor.metrics.scenarios import Scenario
+from event_processor.metrics.slo import GateResult, compare_to_baseline, evaluate
+from event_processor.metrics.stats import RunStats, summarize_run
+from event_processor.metrics.timing import NegativeStageError, SendRecord, TimingRecord
+from event_processor.perf.consumer import (
+    HarnessConsumer,
+    active_members,
+    assigned_topics,
+    change_topics,
+    commit_at_end,
+    end_offsets,
+    new_group,
+    wait_for,
+)
+from event_processor.report.schema import (
+    Configuration,
+    ScenarioResult,
+    configuration_from_settings,
+    scenario_result,
+)
+from event_processor.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from event_processor.metrics.live import LiveMetrics
+
+ProgressFn = Callable[[str], None]
+
+# Read-model collections a run empties (the consumer's positions included).
+READ_MODEL_COLLECTIONS = ("customers", "products", "orders", "_ep_positions")
+ASSIGN_TIMEOUT_S = 60.0
+CATALOGUE_TIMEOUT_S = 60.0
+QUIET_TIMEOUT_S = 30.0
+QUIET_S = 1.0
+MIN_VERIFY_TIMEOUT_S = 60.0
+
+_current_consumer: HarnessConsumer | None = None
+_consumer_lock = threading.Lock()
+
+
+class HarnessError(EventProcessorError):
+    """The run could not be carried out (not: a gate failed)."""
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__("load", problem, fix)
+
+
+@dataclass(slots=True)
+class VerifyOutcome:
+    """The integrity verifier's verdict (or why it could not give one)."""
+
+    ok: bool
+    lines: list[str]
+    data: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def integrity_pct(self) -> float:
+        """100 only when the verifier passed; below 100 otherwise."""
+        if self.ok:
+            return 100.0
+        if self.data:
+            rows = int(self.data.get("rows") or 0)
+            problems = int(self.data.get("total_findings") or 0)
+            if rows > 0 and problems > 0:
+                pct = max(0.0, (rows - problems) * 100.0 / rows)
+                return min(pct, math.nextafter(100.0, 0.0))
+        return 0.0
+
+
+@dataclass(slots=True)
+class ScenarioOutcome:
+    """Everything one scenario run produced: figures, gates, verdicts, plots, config."""
+
+    scenario: Scenario
+    stats: RunStats
+    gates: list[GateResult]
+    baseline_gates: list[GateResult]
+    result: ScenarioResult
+    verify: VerifyOutcome
+    configuration: Configuration
+    plots: dict[str, bytes] = field(default_factory=dict)
+    delivered: bool = True  # every committed row change got a timing record in time
+    group: str = ""
+    consumer_log: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed and self.verify.ok and self.delivered
+
+    def failures(self) -> list[str]:
+        """One message per failed check, in the gates' words."""
+        msgs = [g.message for g in (*self.gates, *self.baseline_gates) if not g.passed]
+        if not self.delivered:
+            msgs.append(
+                f"{self.scenario.name}: only {self.stats.applied} of {self.stats.committed} "
+                f"row changes were applied within {self.scenario.delivery_timeout_s:g} s"
+            )
+        if not self.verify.ok:
+            first = self.verify.error or "; ".join(self.verify.lines[:3])
+            msgs.append(f"{self.scenario.name}: integrity verifier FAILED: {first}")
+        return msgs
+
+    def fragment(self) -> str:
+        from event_processor.report.html import scenario_fragment
+
+        return scenario_fragment(self.result, self.plots, self.configuration)
+
+
+# --- pure assembly (unit-tested) ----------------------------------------------------------
+
+
+def assemble(
+    scenario: Scenario,
+    stats: RunStats,
+    integrity_pct: float | None,
+    *,
+    baseline: Mapping[str, Any] | None = None,
+    tolerances: Mapping[str, float] | None = None,
+) -> tuple[list[GateResult], list[GateResult], ScenarioResult]:
+    """Gates, baseline checks and the report entry of one run.
+
+    A baseline without this scenario is no comparison (nothing to regress from); a
+    baseline entry with a missing metric fails that metric's check.
+    """
+    gates = evaluate(stats, scenario.slos, scenario=scenario.name, integrity_pct=integrity_pct)
+    baseline_gates: list[GateResult] = []
+    if baseline is not None and tolerances:
+        baseline_gates = compare_to_baseline(
+            stats.to_dict(), baseline, tolerances, scenario=scenario.name
+        )
+    result = scenario_result(
+        scenario.name,
+        stats,
+        gates,
+        baseline_gates=baseline_gates,
+        rate=scenario.rate,
+        seed=scenario.seed,
+        warmup_events=scenario.warmup_events,
+    )
+    return gates, baseline_gates, result
+
+
+def delivered_rows(timings: list[TimingRecord], tx_ids: set[int]) -> int:
+    """Distinct row changes of the run's transactions that reached MongoDB."""
+    return len({t.correlation_id for t in timings if t.tx_id in tx_ids})
+
+
+def expected_topics(settings: Settings) -> list[str]:
+    """The change topics a workload writes to (Debezium creates them on first use)."""
+    from event_processor.stack.connect import AGGREGATE_TABLES
+
+    prefix = settings.topic_prefix
+    return [
+        f"{prefix}.public.customers",
+        f"{prefix}.public.products",
+        f"{prefix}.aggregate.{AGGREGATE_TABLES[0]}",
+    ]
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def stop_harness_consumer() -> None:
+    """Stop the consumer a previous run of this process left running (if any)."""
+    global _current_consumer
+    with _consumer_lock:
+        proc, _current_consumer = _current_consumer, None
+    if proc is not None:
+        proc.stop()
+
+
+def check_stack(settings: Settings) -> None:
+    """A one-line StackError naming what is down, unless every service is healthy."""
+    from event_processor.stack import manager
+
+    try:
+        status = manager.status(settings)
+    except Exception as exc:  # a status probe must not crash with a traceback
+        raise StackError("load", f"cannot check the stack: {exc}",
+                         "run `event-processor stack up`") from None  # fmt: skip
+    if not status.get("ok"):
+        down = [n for n in ("postgres", "kafka", "connect", "mongo") if not status[n]["ok"]]
+        raise StackError(
+            "load",
+            f"the stack is not up ({', '.join(down)} not healthy)",
+            "run `event-processor stack up` (or check the EP_* endpoints)",
+        )
+
+
+def _reset_source(settings: Settings) -> None:
+    import psycopg2
+
+    from event_processor.source.schema import apply_schema, truncate_all
+
+    conn = psycopg2.connect(settings.postgres_dsn(), application_name="ep-perf-reset")
+    try:
+        apply_schema(conn)
+        truncate_all(conn)
+    finally:
+        conn.close()
+
+
+def _wait_kafka_quiet(settings: Settings) -> None:
+    """Until no change topic grew for QUIET_S: nothing of earlier runs is in flight."""
+    deadline = time.monotonic() + QUIET_TIMEOUT_S
+    topics = change_topics(settings)
+    last = end_offsets(settings, topics)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = end_offsets(settings, topics)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= QUIET_S:
+            return
+    raise HarnessError(
+        f"change topics kept growing for {QUIET_TIMEOUT_S:g} s before the run",
+        "stop whatever is writing to the source database",
+    )
+
+
+def _empty_read_model(settings: Settings) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        settings.mongodb_uri(), serverSelectionTimeoutMS=10_000, socketTimeoutMS=120_000
+    )
+    try:
+        db = client[settings.mongo_database]
+        for name in READ_MODEL_COLLECTIONS:
+            db[name].delete_many({})
+    finally:
+        client.close()
+
+
+def _ensure_topics(settings: Settings) -> None:
+    """Create missing change topics as Debezium would, so the consumer is assigned them
+    before the run instead of discovering them (seconds late) in the middle of it."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    missing = [t for t in expected_topics(settings) if t not in change_topics(settings)]
+    if not missing:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        for topic in missing:
+            try:
+                admin.create_topics([NewTopic(topic, settings.topic_partitions, 1,
+                                              topic_configs={"message.timestamp.type":
+                                                             "LogAppendTime"})])  # fmt: skip
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def _start_consumer(settings: Settings, group: str, scenario: str) -> HarnessConsumer:
+    global _current_consumer
+    _ensure_topics(settings)
+    topics = change_topics(settings)
+    commit_at_end(settings, group, topics)
+    log = settings.state_dir / "logs" / "perf-consumer.log"
+    proc = HarnessConsumer(settings, group, f"perf-{scenario}", log)
+    with _consumer_lock:
+        _current_consumer = proc
+    wanted = set(topics)
+
+    def assigned() -> bool:
+        if not proc.alive():
+            raise HarnessError(
+                f"the consumer exited during start-up: {proc.last_lines()}", f"read {log}"
+            )
+        return wanted <= assigned_topics(settings, group)
+
+    if not wait_for(assigned, ASSIGN_TIMEOUT_S, 0.25):
+        raise HarnessError(
+            f"the consumer was not assigned {sorted(wanted)} within {ASSIGN_TIMEOUT_S:g} s",
+            f"read {log}",
+        )
+    return proc
+
+
+def _seed(settings: Settings, model: Any) -> None:
+    from pymongo import MongoClient
+
+    from event_processor.source.generator import seed_catalogue
+
+    n = seed_catalogue(settings.postgres_dsn(), model)
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        settings.mongodb_uri(), serverSelectionTimeoutMS=10_000
+    )
+    try:
+        products = client[settings.mongo_database]["products"]
+        if not wait_for(lambda: products.count_documents({}) >= n, CATALOGUE_TIMEOUT_S, 0.1):
+            raise HarnessError(
+                f"the catalogue ({n} products) did not reach MongoDB within "
+                f"{CATALOGUE_TIMEOUT_S:g} s",
+                "check `event-processor stack status` and the consumer log",
+            )
+    finally:
+        client.close()
+
+
+class _CollectorThread(threading.Thread):
+    """Polls the timing topic from the run's start; feeds the live view as it goes."""
+
+    def __init__(self, collector: TimingCollector, metrics: LiveMetrics | None) -> None:
+        super().__init__(name="ep-perf-collector", daemon=True)
+        self.collector = collector
+        self.metrics = metrics
+        self._records: list[TimingRecord] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = list(self.collector.poll(100))
+                if not batch:
+                    continue
+                with self._lock:
+                    self._records.extend(batch)
+                if self.metrics is not None:
+                    self.metrics.record_many(batch)
+        except BaseException as exc:  # re-raised on the harness thread
+            self.error = exc
+
+    def records(self) -> list[TimingRecord]:
+        if self.error is not None:
+            raise HarnessError(f"collecting timing records failed: {self.error}")
+        with self._lock:
+            return list(self._records)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(10)
+
+
+def _wait_delivered(
+    thread: _CollectorThread, sends: list[SendRecord], timeout_s: float
+) -> tuple[list[TimingRecord], bool]:
+    tx_ids = {s.tx_id for s in sends}
+    want = sum(s.rows for s in sends)
+    seen: set[str] = set()
+    scanned = 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = thread.records()
+        for rec in records[scanned:]:
+            if rec.tx_id in tx_ids:
+                seen.add(rec.correlation_id)
+        scanned = len(records)
+        if len(seen) >= want:
+            return [r for r in records if r.tx_id in tx_ids], True
+        if time.monotonic() >= deadline:
+            return [r for r in records if r.tx_id in tx_ids], False
+        time.sleep(0.05)
+
+
+def _run_verify(
+    settings: Settings, timeout_s: float, json_path: Path | None, group: str
+) -> VerifyOutcome:
+    try:
+        from event_processor.verify import run_verify
+    except ImportError as exc:
+        return VerifyOutcome(False, [], error=f"the verifier is not available: {exc}")
+    try:
+        try:
+            report = run_verify(settings, timeout_s, json_path, group=group)
+        except TypeError:  # an older signature without ``group``
+            report = run_verify(settings, timeout_s, json_path)
+    except EventProcessorError as exc:
+        return VerifyOutcome(False, [exc.one_line()], error=exc.one_line())
+    return VerifyOutcome(bool(report.ok), list(report.summary_lines()), report.to_dict())
+
+
+def run_configuration(settings: Settings, scenario: Scenario) -> Configuration:
+    """Versions, knobs and host facts of a run (no credentials)."""
+    import importlib.metadata as md
+
+    from event_processor.source.generator import connections_for
+
+    versions: dict[str, str] = {}
+    for dist in ("kafka-python", "pymongo", "psycopg2-binary", "psycopg2"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(settings.postgres_dsn(), application_name="ep-perf-config")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW server_version")
+                versions["postgres"] = str(cur.fetchone()[0])
+        finally:
+            conn.close()
+    except Exception:  # the version is a nice-to-have, not a reason to fail a run
+        pass
+    knobs: dict[str, str | int | float | bool] = {
+        "generator_connections": connections_for(scenario.rate),
+        "generator_rate": scenario.rate,
+    }
+    return configuration_from_settings(
+        settings,
+        versions=versions,
+        knobs=knobs,
+        seed=scenario.seed,
+        scenario=scenario.name,
+    )
+
+
+def run_scenario(
+    settings: Settings,
+    scenario: Scenario,
+    *,
+    dashboard: bool,
+    on_progress: ProgressFn | None = None,
+    console: Console | None = None,
+    progress: bool = False,
+    baseline: Mapping[str, Any] | None = None,
+    tolerances: Mapping[str, float] | None = None,
+    verify_json: Path | None = None,
+    plots: bool = True,
+    check: bool = True,
+) -> ScenarioOutcome:
+    """Run ``scenario`` from a clean state and gate it (see the module docstring).
+
+    Raises HarnessError / StackError when the run itself could not be carried out; a
+    failed gate is not an exception but ``outcome.passed is False``.
+    """
+    from event_processor.source.generator import run_load
+    from event_processor.source.workload import WorkloadModel
+
+    say = on_progress or (lambda _msg: None)
+    if check:
+        check_stack(settings)
+    model = WorkloadModel(seed=scenario.seed)
+    plan = model.plan(scenario.events)  # decided before the run, like every intended time
+
+    say("reset: stopping the previous harness consumer, emptying source and read model")
+    stop_harness_consumer()
+    others = active_members(settings, settings.consumer_group)
+    if others:
+        say(f"warning: {others} consumer(s) in group {settings.consumer_group} also write "
+            "the read model during this run")  # fmt: skip
+    _reset_source(settings)
+    _wait_kafka_quiet(settings)
+    _empty_read_model(settings)
+
+    group = new_group(scenario.name)
+    say(f"starting a consumer in group {group}")
+    consumer = _start_consumer(settings, group, scenario.name)
+    collector: TimingCollector | None = None
+    try:
+        say(f"warm-up: seeding the catalogue ({len(model.catalogue)} products)")
+        _seed(settings, model)
+        collector = TimingCollector(settings.kafka_servers(), settings.timings_topic)
+        collector.seek(collector.mark_end())
+
+        metrics = _live_metrics(scenario) if dashboard else None
+        thread = _CollectorThread(collector, metrics)
+        thread.start()
+        say(f"load: {scenario.events} events at {scenario.rate:g}/s (seed {scenario.seed})")
+        try:
+            sends, timings, delivered = _drive(
+                settings, scenario, plan, metrics, thread, console, progress, run_load
+            )
+        finally:
+            thread.stop()
+
+        try:
+            stats = summarize_run(timings, sends, None, warmup_events=scenario.warmup_events)
+        except NegativeStageError as exc:
+            raise HarnessError(f"broken run: {exc}", "check the host clock") from None
+
+        say("verify: comparing PostgreSQL with the read model")
+        verify_timeout = max(MIN_VERIFY_TIMEOUT_S, scenario.delivery_timeout_s)
+        verify = _run_verify(settings, verify_timeout, verify_json, group)
+    finally:
+        if collector is not None:
+            collector.close()
+        log = str(consumer.log_path)
+        stop_harness_consumer()
+
+    gates, baseline_gates, result = assemble(
+        scenario, stats, verify.integrity_pct, baseline=baseline, tolerances=tolerances
+    )
+    figures = _plots(stats, scenario) if plots else {}
+    return ScenarioOutcome(
+        scenario=scenario,
+        stats=stats,
+        gates=gates,
+        baseline_gates=baseline_gates,
+        result=result,
+        verify=verify,
+        configuration=run_configuration(settings, scenario),
+        plots=figures,
+        delivered=delivered,
+        group=group,
+        consumer_log=log,
+    )
+
+
+def _live_metrics(scenario: Scenario) -> LiveMetrics:
+    from event_processor.metrics.live import LiveMetrics
+
+    try:
+        return LiveMetrics(
+            scenario=scenario.name, target_events=scenario.events, slo_targets=scenario.slos
+        )
+    except ConfigError:  # an SLO the live view cannot show must not stop the run
+        return LiveMetrics(scenario=scenario.name, target_events=scenario.events)
+
+
+def _drive(
+    settings: Settings,
+    scenario: Scenario,
+    plan: list[Any],
+    metrics: LiveMetrics | None,
+    thread: _CollectorThread,
+    console: Console | None,
+    progress: bool,
+    run_load: Callable[..., list[SendRecord]],
+) -> tuple[list[SendRecord], list[TimingRecord], bool]:
+    """Send the plan open loop (under the dashboard) and wait for its delivery."""
+    from contextlib import nullcontext
+
+    from event_processor.dashboard.live import DashboardRunner
+
+    on_sent = metrics.record_send if metrics is not None else None
+    view: Any = DashboardRunner(metrics, console=console) if metrics is not None else nullcontext()
+    with view:
+        sends = run_load(
+            settings.postgres_dsn(),
+            plan,
+            scenario.rate,
+            on_sent=on_sent,
+            progress=progress and metrics is None,
+        )
+        timings, delivered = _wait_delivered(thread, sends, scenario.delivery_timeout_s)
+    return sends, timings, delivered
+
+
+def _plots(stats: RunStats, scenario: Scenario) -> dict[str, bytes]:
+    from event_processor.report.plots import scenario_plots
+
+    try:
+        return scenario_plots(stats, scenario.slos, scenario.name)
+    except Exception:  # a figure that cannot be drawn must not hide the figures
+        return {}
