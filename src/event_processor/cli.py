@@ -96,7 +96,7 @@ def _cmd_consume(args: argparse.Namespace) -> int:
         options.group = args.group
     runner = _connecting("consumer", lambda: ConsumerRunner(get_settings(), options))
     console.print(f"consumer {options.consumer_id} running (SIGTERM drains and exits)")
-    return runner.run()
+    return int(runner.run())
 
 
 def _connecting(component: str, build: Callable[[], Any]) -> Any:
@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--idle-exit", type=float, metavar="S", help="exit after S seconds idle")
     consume.add_argument("-v", "--verbose", action="store_true")
     consume.set_defaults(func=_cmd_consume)
+
+    from event_processor.perf.commands import add_subcommands as add_perf_subcommands
+
+    add_perf_subcommands(sub)  # load, report
     return parser
 
 

@@ -13,10 +13,13 @@ VERIFY_TIMEOUT_S = 90.0
 
 
 def assert_verified(
-    settings: Settings, json_path: Path | None = None, group: str | None = None
+    settings: Settings,
+    json_path: Path | None = None,
+    group: str | None = None,
+    timeout_s: float = VERIFY_TIMEOUT_S,
 ) -> VerifyReport:
     """run_verify must pass; on failure the assertion message is its summary."""
-    report = run_verify(settings, VERIFY_TIMEOUT_S, json_path, group=group)
+    report = run_verify(settings, timeout_s, json_path, group=group)
     assert report.ok, "\n".join(report.summary_lines(max_lines=40))
     return report
 

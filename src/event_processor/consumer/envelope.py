@@ -133,8 +133,10 @@ class EnvelopeDecoder:
         # The row schema's name and its fields' names and types identify it.
         ident: tuple[Any, ...] = ()
         if row_schema:
-            ident = (row_schema.get("name"),) + tuple(
-                (f.get("field"), f.get("name"), f.get("type")) for f in row_schema.get("fields", [])
+            fields = row_schema.get("fields", [])
+            ident = (
+                row_schema.get("name"),
+                *((f.get("field"), f.get("name"), f.get("type")) for f in fields),
             )
         decoder = self._decoders.get(ident)
         if decoder is None:

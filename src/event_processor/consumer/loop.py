@@ -188,16 +188,16 @@ class ConsumerRunner:
                 lsn=e.lsn,
                 t0_us=e.source_ts_us,
                 t1_us=e.debezium_ts_us,
-                t2_us=m.timestamp * 1000
-                if m.timestamp_type == LOG_APPEND_TIME
-                else m.timestamp * 1000,
+                # LogAppendTime on our topics; on a user's CreateTime topic this is
+                # the Connect producer's stamp (see telemetry for the type seen).
+                t2_us=m.timestamp * 1000,
                 t3_us=t3,
                 t4_us=t4,
                 t5_us=t5,
                 partition=m.partition,
                 offset=m.offset,
                 consumer=self.options.consumer_id,
-            )  # fmt: skip
+            )
             for e, m, w in pending
         ]
         self.timings.publish(records)

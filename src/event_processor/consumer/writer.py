@@ -8,6 +8,7 @@ the loop skip replayed or duplicated older events.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -153,9 +154,8 @@ class MongoSink:
             if not ops:
                 continue
             coll = self.db[collection]
-            self._retrying(
-                f"bulk write to {collection}", lambda c=coll, o=ops: c.bulk_write(o, ordered=False)
-            )
+            write = functools.partial(coll.bulk_write, ops, ordered=False)
+            self._retrying(f"bulk write to {collection}", write)
             count += len(ops)
         return count
 
@@ -163,7 +163,9 @@ class MongoSink:
         coll = self.db[POSITIONS_COLLECTION]
         out: dict[str, Mark] = {}
         for key in keys:  # by exact _id: the fast path on FerretDB
-            doc = self._retrying("position read", lambda k=key: coll.find_one({"_id": k}))
+            doc: dict[str, Any] | None = self._retrying(
+                "position read", functools.partial(coll.find_one, {"_id": key})
+            )
             if doc:
                 out[key] = Mark(int(doc["offset"]), (int(doc["seq"]), int(doc["lsn"])))
         return out

@@ -50,7 +50,7 @@ class TimingRecord:
 
     @classmethod
     def from_row(cls, row: list[object] | tuple[object, ...]) -> TimingRecord:
-        return cls(*row)  # type: ignore[arg-type]
+        return cls(*row)
 
     def stage_deltas_us(self) -> dict[str, int]:
         """Per-stage durations in µs. Raises NegativeStageError on a broken run."""
@@ -111,4 +111,4 @@ class SendRecord:
 
     @classmethod
     def from_row(cls, row: list[object] | tuple[object, ...]) -> SendRecord:
-        return cls(*row)  # type: ignore[arg-type]
+        return cls(*row)

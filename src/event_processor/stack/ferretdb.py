@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
 from importlib import resources
@@ -48,7 +49,7 @@ def ensure_binary(settings: Settings, log: Path) -> Path:
         log,
         "check that the Go module proxy is reachable, then retry",
         cwd=build,
-        env={**__import__("os").environ, "CGO_ENABLED": "0"},
+        env={**os.environ, "CGO_ENABLED": "0"},
     )
     return binary
 

@@ -169,11 +169,22 @@ def stop_pid(record: PidRecord | None, sig: int = signal.SIGTERM, timeout_s: flo
     return True
 
 
-def run_checked(component: str, argv: Sequence[str], log: Path, fix: str, **kw: object) -> None:
+def run_checked(
+    component: str,
+    argv: Sequence[str],
+    log: Path,
+    fix: str,
+    *,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> None:
     """Run a provisioning step to completion, its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        rc = subprocess.call(list(argv), stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+        rc = subprocess.call(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, user=user, cwd=cwd
+        )
     if rc != 0:
         raise StackError(
             component,

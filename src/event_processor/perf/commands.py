@@ -1,0 +1,179 @@
+"""The `load` and `report` subcommands (registered by event_processor.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from event_processor.errors import ConfigError
+from event_processor.metrics.scenarios import Scenario, default_path, load_scenarios, select
+from event_processor.metrics.slo import parse_overrides, validate_targets
+
+CUSTOM_NAME = "custom"
+DEFAULT_SEED = 42
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def add_subcommands(sub: Any) -> None:
+    """Add `load` and `report` to the CLI's subparsers."""
+    load = sub.add_parser(
+        "load",
+        help="run a load scenario end to end, gate it on its SLOs and on integrity",
+        description=(
+            "Reset source and read model, run the open-loop generator against the running "
+            "stack, measure every event, verify integrity; writes reports/latest.json, a "
+            "timestamped copy and an HTML page. Exit 1 when a gate failed."
+        ),
+    )
+    load.add_argument("--scenario", metavar="NAME", help="a scenario of scenarios.toml")
+    load.add_argument("--events", type=int, metavar="N", help="custom run: number of events")
+    load.add_argument("--rate", type=float, metavar="R", help="custom run: events per second")
+    load.add_argument("--seed", type=int, metavar="S", help="workload seed (custom run: 42)")
+    load.add_argument("--warmup", type=int, metavar="N", help="first events left out of figures")
+    load.add_argument("--timeout", type=float, metavar="S",
+                      help="delivery timeout after the last send (custom run: 60)")  # fmt: skip
+    load.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
+                      help="override an SLO, e.g. --slo p99=150ms (repeatable)")  # fmt: skip
+    load.add_argument("--baseline", type=Path, metavar="PATH",
+                      help="compare with an earlier result document, fail on regressions")  # fmt: skip
+    load.add_argument("--baseline-tolerance", action="append", default=[], metavar="METRIC:PCT",
+                      help="allowed regression, e.g. p95:15%% (default p50/p95/p99:15%%)")  # fmt: skip
+    load.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
+    load.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
+    load.add_argument("--json", action="store_true", help="print the result document as JSON")
+    load.set_defaults(func=cmd_load)
+
+    report = sub.add_parser("report", help="print the results table of the latest run")
+    report.add_argument("--json", type=Path, metavar="PATH", dest="path",
+                        help="result document to show (default reports/latest.json)")  # fmt: skip
+    report.set_defaults(func=cmd_report)
+
+
+def default_slos(path: Path | None = None) -> dict[str, float]:
+    """The ``[defaults.slo]`` targets of the scenarios file (for custom runs)."""
+    path = path or default_path()
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    raw = data.get("defaults", {}).get("slo", {})
+    return validate_targets(raw) if isinstance(raw, dict) else {}
+
+
+def resolve_scenario(args: argparse.Namespace, scenarios_path: Path | None = None) -> Scenario:
+    """The scenario a `load` command line asks for; bad input is a one-line ConfigError."""
+    custom = args.events is not None or args.rate is not None
+    if args.scenario and custom:
+        raise ConfigError("load", "give either --scenario or --events/--rate, not both")
+    overrides = parse_overrides(args.slo) if args.slo else {}
+    if args.scenario:
+        scenario = select(load_scenarios(scenarios_path), args.scenario)
+        if args.seed is not None:
+            scenario = _replace(scenario, seed=args.seed)
+        if args.warmup is not None:
+            scenario = _replace(scenario, warmup_events=args.warmup)
+        if args.timeout is not None:
+            scenario = _replace(scenario, delivery_timeout_s=args.timeout)
+        return scenario.with_slos(overrides)
+    if args.events is None or args.rate is None:
+        names = ", ".join(load_scenarios(scenarios_path))
+        raise ConfigError(
+            "load", "no scenario given", f"use --scenario NAME ({names}) or --events N --rate R"
+        )
+    if args.events < 1:
+        raise ConfigError("load", f"--events must be at least 1, got {args.events}")
+    if not args.rate > 0:
+        raise ConfigError("load", f"--rate must be above 0, got {args.rate:g}")
+    warmup = args.warmup or 0
+    if not 0 <= warmup < args.events:
+        raise ConfigError("load", f"--warmup must be in 0..{args.events - 1}, got {warmup}")
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    if not timeout > 0:
+        raise ConfigError("load", f"--timeout must be above 0, got {timeout:g}")
+    return Scenario(
+        name=CUSTOM_NAME,
+        events=args.events,
+        rate=args.rate,
+        seed=DEFAULT_SEED if args.seed is None else args.seed,
+        delivery_timeout_s=timeout,
+        warmup_events=warmup,
+        description=f"{args.events} events at {args.rate:g}/s",
+        slos={**default_slos(scenarios_path), **overrides},
+    )
+
+
+def _replace(scenario: Scenario, **changes: Any) -> Scenario:
+    from dataclasses import replace
+
+    return replace(scenario, **changes)
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from event_processor.perf.harness import run_scenario
+    from event_processor.perf.results import (
+        baseline_entries,
+        default_reports_dir,
+        document_for,
+        gate_lines,
+        results_table,
+        tolerances,
+        write_reports,
+    )
+    from event_processor.report.schema import to_json
+    from event_processor.settings import get_settings
+
+    err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False)
+    scenario = resolve_scenario(args)
+    tols = tolerances(args.baseline_tolerance) if args.baseline else {}
+    baseline = baseline_entries(args.baseline).get(scenario.name) if args.baseline else None
+    if args.baseline and baseline is None:
+        err.print(f"baseline {args.baseline} has no scenario {scenario.name!r}: not compared")
+    settings = get_settings()
+    outcome = run_scenario(
+        settings,
+        scenario,
+        dashboard=not args.no_dashboard,
+        on_progress=lambda msg: err.print(f"[dim]{msg}[/]"),
+        console=err,
+        progress=args.no_dashboard and not args.json,
+        baseline=baseline,
+        tolerances=tols,
+    )
+    reports_dir = args.reports or default_reports_dir()
+    latest, stamped, html = write_reports([outcome], reports_dir)
+    doc = document_for([outcome])
+    if args.json:
+        out.print_json(to_json(doc))
+    else:
+        out.print(results_table(doc))
+        for line in gate_lines(doc):
+            out.print(line, soft_wrap=True)
+        for line in outcome.verify.lines:
+            out.print(line, soft_wrap=True)
+    for msg in outcome.failures():
+        if not any(msg == g for g in gate_lines(doc)):
+            err.print(f"[red]{msg}[/]", soft_wrap=True)
+    err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
+    return 0 if outcome.passed else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from event_processor.perf.results import gate_lines, latest_path, read_document, results_table
+
+    out = Console(highlight=False)
+    path: Path = args.path or latest_path()
+    doc = read_document(path)
+    out.print(results_table(doc, title=f"{path.name} ({doc.generated_at}, commit "
+                                       f"{(doc.commit or 'unknown')[:12]})"))  # fmt: skip
+    for line in gate_lines(doc):
+        out.print(line, soft_wrap=True)
+    return 0
+
