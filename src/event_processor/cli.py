@@ -99,6 +99,22 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     return int(runner.run())
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from event_processor.settings import get_settings
+    from event_processor.verify import run_verify
+
+    json_path = Path(args.json) if args.json else None
+    with console.status("verify: waiting for the pipeline to drain, then comparing…"):
+        report = run_verify(get_settings(), args.timeout, json_path, group=args.group)
+    for line in report.summary_lines():
+        out.print(line, soft_wrap=True)
+    if json_path:
+        console.print(f"verify: JSON report written to {json_path}")
+    return 0 if report.ok else 1
+
+
 def _connecting(component: str, build: Callable[[], Any]) -> Any:
     """Build a client; an unreachable endpoint becomes a one-line StackError."""
     from kafka.errors import KafkaError
@@ -143,6 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--idle-exit", type=float, metavar="S", help="exit after S seconds idle")
     consume.add_argument("-v", "--verbose", action="store_true")
     consume.set_defaults(func=_cmd_consume)
+
+    verify = sub.add_parser(
+        "verify",
+        help="prove every committed change arrived: PostgreSQL vs the MongoDB read model",
+        description="Waits for the pipeline to drain, then compares PostgreSQL with the read "
+        "model: counts, every row's content, deletes, references, orphans, duplicates. "
+        "Exit 0 only when everything holds.",
+    )
+    verify.add_argument("--json", metavar="PATH", help="also write a JSON report here")
+    verify.add_argument(
+        "--timeout",
+        type=float,
+        default=60,
+        metavar="S",
+        help="how long to wait for the pipeline to drain (default 60)",
+    )
+    verify.add_argument(
+        "--group", help="consumer group whose lag must be zero (default EP_CONSUMER_GROUP)"
+    )
+    verify.set_defaults(func=_cmd_verify)
 
     from event_processor.perf.commands import add_subcommands as add_perf_subcommands
 

@@ -91,12 +91,17 @@ class ConsumerProcess:
     """A real `event-processor consume` process, stopped by its PID."""
 
     def __init__(
-        self, settings: Settings, log_dir: Path, name: str, group: str | None = None
+        self,
+        settings: Settings,
+        log_dir: Path,
+        name: str,
+        group: str | None = None,
+        metrics_port: int = 0,
     ) -> None:
         self.name = name
         self.log = log_dir / f"consumer-{name}.log"
-        argv = [sys.executable, "-m", "event_processor.cli", "consume", "--metrics-port", "0",
-                "--consumer-id", name]  # fmt: skip
+        argv = [sys.executable, "-m", "event_processor.cli", "consume",
+                "--metrics-port", str(metrics_port), "--consumer-id", name]  # fmt: skip
         if group:
             argv += ["--group", group]
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +132,8 @@ def start_consumer(ep_stack: Settings, tmp_path: Path) -> Iterator[Any]:
     """Factory: start consumer processes for one test; all are stopped afterwards."""
     started: list[ConsumerProcess] = []
 
-    def start(name: str = "c1", group: str | None = None) -> ConsumerProcess:
-        proc = ConsumerProcess(ep_stack, tmp_path, name, group)
+    def start(name: str = "c1", group: str | None = None, metrics_port: int = 0) -> ConsumerProcess:
+        proc = ConsumerProcess(ep_stack, tmp_path, name, group, metrics_port)
         started.append(proc)
         return proc
 

@@ -36,16 +36,38 @@ class ConsumerTelemetry:
             registry=self.registry,
         )
         self.lag = Gauge("ep_consumer_lag", "Messages behind the log end", registry=self.registry)
+        self.instrumentation = Counter(
+            "ep_instrumentation_seconds",
+            "Time spent timing and publishing records",
+            registry=self.registry,
+        )
+        self.batch_time = Counter(
+            "ep_batch_processing_seconds", "Time spent processing batches", registry=self.registry
+        )
         self.server: Any = None
         self._lag_checked = 0.0
         if port:
             self.server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
 
     def applied(self, records: list[TimingRecord]) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        observers = self._stage_children()
         for r in records:
-            self.events.labels(r.table, r.op).inc()
+            counts[(r.table, r.op)] = counts.get((r.table, r.op), 0) + 1
             for stage, us in _deltas(r).items():
-                self.stage.labels(stage).observe(us / 1e6)
+                observers[stage](us / 1e6)
+        for (table, op), n in counts.items():
+            self.events.labels(table, op).inc(n)
+
+    def _stage_children(self) -> dict[str, Any]:
+        # Label lookups cost more than the observation itself: resolve them once.
+        if not hasattr(self, "_observers"):
+            self._observers = {s: self.stage.labels(s).observe for s in STAGES}
+        return self._observers
+
+    def cost(self, instrumentation_s: float, batch_s: float) -> None:
+        self.instrumentation.inc(instrumentation_s)
+        self.batch_time.inc(batch_s)
 
     def retry(self, _msg: str) -> None:
         self.errors.inc()

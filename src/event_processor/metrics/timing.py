@@ -46,7 +46,8 @@ class TimingRecord:
 
     def to_row(self) -> list[object]:
         """Compact positional form for publishing (field order of the dataclass)."""
-        return list(astuple(self))
+        # Not dataclasses.astuple: it deep-copies, and this runs once per event.
+        return [getattr(self, name) for name in TIMING_FIELDS]
 
     @classmethod
     def from_row(cls, row: list[object] | tuple[object, ...]) -> TimingRecord:

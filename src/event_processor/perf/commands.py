@@ -37,9 +37,10 @@ def add_subcommands(sub: Any) -> None:
     load.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
                       help="override an SLO, e.g. --slo p99=150ms (repeatable)")  # fmt: skip
     load.add_argument("--baseline", type=Path, metavar="PATH",
-                      help="compare with an earlier result document, fail on regressions")  # fmt: skip
-    load.add_argument("--baseline-tolerance", action="append", default=[], metavar="METRIC:PCT",
-                      help="allowed regression, e.g. p95:15%% (default p50/p95/p99:15%%)")  # fmt: skip
+                      help="compare with an earlier result; fail on regressions")  # fmt: skip
+    load.add_argument("--baseline-tolerance", action="append", default=[],
+                      metavar="METRIC:PCT",
+                      help="allowed regression, e.g. p95:15%% (default p50,p95,p99)")  # fmt: skip
     load.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
     load.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
     load.add_argument("--json", action="store_true", help="print the result document as JSON")
@@ -176,4 +177,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
     return 0
-

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -277,13 +278,11 @@ def _ensure_topics(settings: Settings) -> None:
         return
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
     try:
+        config = {"message.timestamp.type": "LogAppendTime"}
         for topic in missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(topic, settings.topic_partitions, 1,
-                                              topic_configs={"message.timestamp.type":
-                                                             "LogAppendTime"})])  # fmt: skip
-            except TopicAlreadyExistsError:
-                pass
+                                              topic_configs=config)])  # fmt: skip
     finally:
         admin.close()
 
@@ -428,7 +427,9 @@ def run_configuration(settings: Settings, scenario: Scenario) -> Configuration:
         try:
             with conn.cursor() as cur:
                 cur.execute("SHOW server_version")
-                versions["postgres"] = str(cur.fetchone()[0])
+                row = cur.fetchone()
+                if row:
+                    versions["postgres"] = str(row[0])
         finally:
             conn.close()
     except Exception:  # the version is a nice-to-have, not a reason to fail a run

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Run the warmup scenario (10 events) with the live dashboard; extra arguments go to `load`.
+source "$(dirname "$0")/_common.sh"
+"$EP" load --scenario warmup "$@"
