@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +195,138 @@ def group_lag(settings: Settings, group: str) -> int | None:
         offset = getattr(meta, "offset", None) if meta is not None else None
         lag += end - (offset if offset is not None and offset >= 0 else 0)
     return lag
+
+
+# --- load scenarios under SLO gates (tests/perf) ---------------------------------------
+
+
+class PerfSession:
+    """The session's scenario runs: options checked up front, outcomes kept for reports."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from event_processor.metrics.scenarios import load_scenarios
+        from event_processor.metrics.slo import parse_overrides
+        from event_processor.perf.results import baseline_entries, tolerances
+
+        self.reports_dir = Path(config.getoption("--ep-reports"))
+        # Each a one-line EventProcessorError on bad input: a typo never passes silently.
+        self.overrides = parse_overrides(config.getoption("--slo"))
+        self.tolerances = tolerances(config.getoption("--baseline-tolerance"))
+        baseline = config.getoption("--baseline")
+        self.baseline = baseline_entries(Path(baseline)) if baseline else None
+        self.scenarios = load_scenarios()
+        wanted: list[str] = config.getoption("--ep-scenario")
+        unknown = [n for n in wanted if n not in self.scenarios]
+        if unknown:
+            from event_processor.metrics.scenarios import ScenarioError
+
+            raise ScenarioError(
+                f"unknown scenario {unknown[0]!r} in --ep-scenario",
+                f"use one of {', '.join(self.scenarios)}",
+            )
+        self.selected = [n for n in self.scenarios if not wanted or n in wanted]
+        self.outcomes: list[Any] = []
+        self.written: Path | None = None
+
+    def run(self, settings: Settings, name: str) -> Any:
+        from event_processor.perf.harness import run_scenario
+
+        scenario = self.scenarios[name].with_slos(self.overrides)
+        baseline = None if self.baseline is None else self.baseline.get(name)
+        outcome = run_scenario(
+            settings,
+            scenario,
+            dashboard=False,
+            baseline=baseline,
+            tolerances=self.tolerances if baseline is not None else None,
+            verify_json=self.reports_dir / f"verify-{name}.json",
+        )
+        self.outcomes.append(outcome)
+        return outcome
+
+
+_PERF_KEY = pytest.StashKey[PerfSession]()
+_EXTRAS_KEY = pytest.StashKey[list[tuple[str, Any]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from event_processor.errors import EventProcessorError
+
+    try:
+        config.stash[_PERF_KEY] = PerfSession(config)
+    except EventProcessorError as exc:
+        raise pytest.UsageError(exc.one_line()) from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ep_scenario_name" in metafunc.fixturenames:
+        names = metafunc.config.stash[_PERF_KEY].selected
+        metafunc.parametrize("ep_scenario_name", names, ids=names)
+
+
+@pytest.fixture(scope="session")
+def ep_perf(request: pytest.FixtureRequest) -> PerfSession:
+    """The session's PerfSession: ``ep_perf.run(settings, name)`` runs one scenario."""
+    return request.config.stash[_PERF_KEY]
+
+
+def attach_outcome(item: pytest.Item, outcome: Any) -> None:
+    """Put a scenario's HTML fragment and plots into the pytest-html report of ``item``."""
+    import base64
+
+    extras = item.stash.setdefault(_EXTRAS_KEY, [])
+    extras.append(("html", outcome.fragment()))
+    for caption, png in outcome.plots.items():
+        extras.append(("png", (base64.b64encode(png).decode(), caption)))
+    for gate in (*outcome.gates, *outcome.baseline_gates):
+        item.user_properties.append((f"{outcome.scenario.name}.{gate.name}", gate.message))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when != "call" or _EXTRAS_KEY not in item.stash:
+        return report
+    html_plugin = item.config.pluginmanager.getplugin("html")
+    if html_plugin is None:
+        return report
+    extras_api = html_plugin.extras
+    extras = list(getattr(report, "extras", []))
+    for kind, payload in item.stash[_EXTRAS_KEY]:
+        if kind == "html":
+            extras.append(extras_api.html(payload))
+        else:
+            content, caption = payload
+            extras.append(extras_api.png(content, caption))
+    report.extras = extras  # type: ignore[attr-defined]
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    perf = session.config.stash.get(_PERF_KEY, None)
+    if perf is None or not perf.outcomes:
+        return
+    from event_processor.perf.results import write_reports
+
+    latest, _stamped, _html = write_reports(perf.outcomes, perf.reports_dir)
+    perf.written = latest
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    perf = config.stash.get(_PERF_KEY, None)
+    if perf is None or not perf.outcomes:
+        return
+    from io import StringIO
+
+    from rich.console import Console
+
+    from event_processor.perf.results import document_for, results_table
+
+    buf = StringIO()
+    Console(file=buf, width=160, highlight=False).print(results_table(document_for(perf.outcomes)))
+    terminalreporter.section("event-processor scenarios")
+    terminalreporter.write(buf.getvalue())
+    if perf.written is not None:
+        terminalreporter.write_line(f"results: {perf.written}")

@@ -1,20 +1,19 @@
-"""The open-loop generator against a real PostgreSQL (DSN from EP_PG_DSN).
+"""The open-loop generator against the stack's PostgreSQL (the ep_stack fixture).
 
 These tests empty the domain tables of that database.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg2
 import pytest
 
 from event_processor.metrics.timing import SendRecord
+from event_processor.settings import Settings
 from event_processor.source.generator import GeneratorError, run_load, seed_catalogue
 from event_processor.source.schema import DOMAIN_TABLES, apply_schema, truncate_all
 from event_processor.source.workload import OrderCancelled, OrderPlaced, WorkloadModel
@@ -26,21 +25,17 @@ EVENTS = 200
 
 
 @pytest.fixture(scope="module")
-def dsn() -> str:
-    value = os.environ.get("EP_PG_DSN")
-    if not value:
-        pytest.skip("EP_PG_DSN is not set")
-    return value
+def dsn(ep_stack: Settings) -> str:
+    """The stack's PostgreSQL (local or the one EP_PG_DSN points at)."""
+    return ep_stack.postgres_dsn()
 
 
 @pytest.fixture
-def conn(dsn: str) -> Iterator[Any]:
-    c = psycopg2.connect(dsn)
-    apply_schema(c)
-    apply_schema(c)  # idempotent
-    truncate_all(c)
-    yield c
-    c.close()
+def conn(pg_conn: Any) -> Iterator[Any]:
+    apply_schema(pg_conn)
+    apply_schema(pg_conn)  # idempotent
+    truncate_all(pg_conn)
+    yield pg_conn
 
 
 def _count(conn: Any, sql: str) -> int:

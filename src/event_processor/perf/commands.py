@@ -129,7 +129,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from event_processor.settings import get_settings
 
     err = Console(stderr=True, highlight=False)
-    out = Console(highlight=False)
+    out = _wide(Console(highlight=False))
     scenario = resolve_scenario(args)
     tols = tolerances(args.baseline_tolerance) if args.baseline else {}
     baseline = baseline_entries(args.baseline).get(scenario.name) if args.baseline else None
@@ -169,7 +169,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from event_processor.perf.results import gate_lines, latest_path, read_document, results_table
 
-    out = Console(highlight=False)
+    out = _wide(Console(highlight=False))
     path: Path = args.path or latest_path()
     doc = read_document(path)
     out.print(results_table(doc, title=f"{path.name} ({doc.generated_at}, commit "
@@ -177,3 +177,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
     return 0
+
+
+def _wide(console: Any) -> Any:
+    """Logs and pipes get a table wide enough to show every column."""
+    if not console.is_terminal:
+        console.width = 160
+    return console

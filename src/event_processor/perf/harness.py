@@ -254,14 +254,22 @@ def _wait_kafka_quiet(settings: Settings) -> None:
 
 def _empty_read_model(settings: Settings) -> None:
     from pymongo import MongoClient
+    from pymongo.errors import CollectionInvalid
 
     client: MongoClient[dict[str, Any]] = MongoClient(
         settings.mongodb_uri(), serverSelectionTimeoutMS=10_000, socketTimeoutMS=120_000
     )
     try:
         db = client[settings.mongo_database]
+        existing = set(db.list_collection_names())
         for name in READ_MODEL_COLLECTIONS:
-            db[name].delete_many({})
+            if name in existing:
+                db[name].delete_many({})
+            else:
+                # Created here, one at a time, before the consumer starts: FerretDB can
+                # fail concurrent first-time creations of a database's collections.
+                with contextlib.suppress(CollectionInvalid):
+                    db.create_collection(name)
     finally:
         client.close()
 
@@ -313,7 +321,7 @@ def _start_consumer(settings: Settings, group: str, scenario: str) -> HarnessCon
     return proc
 
 
-def _seed(settings: Settings, model: Any) -> None:
+def _seed(settings: Settings, model: Any, consumer: HarnessConsumer) -> None:
     from pymongo import MongoClient
 
     from event_processor.source.generator import seed_catalogue
@@ -324,7 +332,15 @@ def _seed(settings: Settings, model: Any) -> None:
     )
     try:
         products = client[settings.mongo_database]["products"]
-        if not wait_for(lambda: products.count_documents({}) >= n, CATALOGUE_TIMEOUT_S, 0.1):
+
+        def applied() -> bool:
+            if not consumer.alive():
+                raise HarnessError(
+                    f"the consumer exited: {consumer.last_lines(3)}", f"read {consumer.log_path}"
+                )
+            return products.count_documents({}) >= n
+
+        if not wait_for(applied, CATALOGUE_TIMEOUT_S, 0.1):
             raise HarnessError(
                 f"the catalogue ({n} products) did not reach MongoDB within "
                 f"{CATALOGUE_TIMEOUT_S:g} s",
@@ -343,12 +359,12 @@ class _CollectorThread(threading.Thread):
         self.metrics = metrics
         self._records: list[TimingRecord] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 batch = list(self.collector.poll(100))
                 if not batch:
                     continue
@@ -366,7 +382,7 @@ class _CollectorThread(threading.Thread):
             return list(self._records)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
@@ -491,7 +507,7 @@ def run_scenario(
     collector: TimingCollector | None = None
     try:
         say(f"warm-up: seeding the catalogue ({len(model.catalogue)} products)")
-        _seed(settings, model)
+        _seed(settings, model, consumer)
         collector = TimingCollector(settings.kafka_servers(), settings.timings_topic)
         collector.seek(collector.mark_end())
 

@@ -1,0 +1,45 @@
+"""The load scenarios of scenarios.toml, each run end to end and gated on its SLOs.
+
+Every scenario starts from a clean state (source truncated, read model emptied, a fresh
+consumer in a new group), runs its open-loop plan, and must meet every latency,
+throughput and success target and pass the integrity verifier. ``--ep-scenario`` picks
+scenarios, ``--slo`` overrides targets for all of them, ``--baseline`` fails regressions.
+These tests must run serially: scripts/run_tests.sh runs them in its second, serial
+pytest invocation.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from event_processor.pytest_plugin import PerfSession, attach_outcome
+from event_processor.settings import Settings
+
+pytestmark = pytest.mark.stress
+
+
+def test_scenario_meets_its_slos(
+    ep_stack: Settings, ep_perf: PerfSession, ep_scenario_name: str, request: pytest.FixtureRequest
+) -> None:
+    outcome = ep_perf.run(ep_stack, ep_scenario_name)
+    attach_outcome(request.node, outcome)
+    scenario = outcome.scenario
+
+    # Deterministic first: every committed row change reached the read model in time,
+    # and the verifier found PostgreSQL and MongoDB identical.
+    assert outcome.delivered, (
+        f"{scenario.name}: only {outcome.stats.applied} of {outcome.stats.committed} row "
+        f"changes were applied within {scenario.delivery_timeout_s:g} s "
+        f"(consumer log: {outcome.consumer_log})"
+    )
+    assert outcome.verify.ok, f"{scenario.name}: integrity verifier FAILED\n" + "\n".join(
+        outcome.verify.lines
+    )
+
+    gates = {g.name for g in outcome.gates}
+    assert set(scenario.slos) <= gates, f"{scenario.name}: SLOs without a gate"
+    failed = [g.message for g in outcome.gates if not g.passed]
+    assert not failed, "\n".join(failed)
+
+    regressions = [g.message for g in outcome.baseline_gates if not g.passed]
+    assert not regressions, "\n".join(regressions)
