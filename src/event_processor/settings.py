@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     consumer_group: str = "ep-read-model"
     consumer_max_poll_records: int = Field(default=2000, ge=1)
     consumer_fetch_max_wait_ms: int = Field(default=5, ge=0)
+    # Write statements per MongoDB command (see consumer/writer.py: FerretDB's pool).
+    mongo_ops_per_command: int = Field(default=16, ge=1)
     dlq_topic: str = "ep.dlq"
     timings_topic: str = "ep.timings"
 

@@ -69,7 +69,9 @@ def _run_fault(
     return probe.finish(duplicates, lost, mismatched)
 
 
-def test_consumer_killed_and_restarted(clean_pipeline: Settings, start_consumer: Any, background_load: Any) -> None:
+def test_consumer_killed_and_restarted(
+    clean_pipeline: Settings, start_consumer: Any, background_load: Any
+) -> None:
     def inject(consumer: Any, group: str, port: int) -> Any:
         consumer.kill()  # SIGKILL: no drain, no commit
         return start_consumer("f2", group=group, metrics_port=port)
@@ -78,7 +80,9 @@ def test_consumer_killed_and_restarted(clean_pipeline: Settings, start_consumer:
     assert row["lost"] == 0 and row["mismatched"] == 0
 
 
-def test_connect_worker_killed_and_restarted(clean_pipeline: Settings, start_consumer: Any, background_load: Any) -> None:
+def test_connect_worker_killed_and_restarted(
+    clean_pipeline: Settings, start_consumer: Any, background_load: Any
+) -> None:
     if clean_pipeline.connect_external:
         pytest.skip("Kafka Connect is external: this test kills the local worker")
 
@@ -88,11 +92,15 @@ def test_connect_worker_killed_and_restarted(clean_pipeline: Settings, start_con
         connect.start(clean_pipeline, clean_pipeline.state_dir / "provision.log")
         connect.register_connector(clean_pipeline)
 
-    row = _run_fault(clean_pipeline, start_consumer, background_load, "Connect worker SIGKILL", inject)
+    row = _run_fault(
+        clean_pipeline, start_consumer, background_load, "Connect worker SIGKILL", inject
+    )
     assert row["lost"] == 0 and row["mismatched"] == 0
 
 
-def test_kafka_broker_stopped_and_restarted(clean_pipeline: Settings, start_consumer: Any, background_load: Any) -> None:
+def test_kafka_broker_stopped_and_restarted(
+    clean_pipeline: Settings, start_consumer: Any, background_load: Any
+) -> None:
     if clean_pipeline.kafka_external:
         pytest.skip("Kafka is external: this test stops the local broker")
 
@@ -102,11 +110,15 @@ def test_kafka_broker_stopped_and_restarted(clean_pipeline: Settings, start_cons
         kafka.start(clean_pipeline, clean_pipeline.state_dir / "provision.log")
         connect.register_connector(clean_pipeline)
 
-    row = _run_fault(clean_pipeline, start_consumer, background_load, "Kafka broker restart", inject)
+    row = _run_fault(
+        clean_pipeline, start_consumer, background_load, "Kafka broker restart", inject
+    )
     assert row["lost"] == 0 and row["mismatched"] == 0
 
 
-def test_mongo_unavailable_for_ten_seconds(clean_pipeline: Settings, start_consumer: Any, background_load: Any) -> None:
+def test_mongo_unavailable_for_ten_seconds(
+    clean_pipeline: Settings, start_consumer: Any, background_load: Any
+) -> None:
     if clean_pipeline.mongo_external:
         pytest.skip("MongoDB is external: this test stops the local FerretDB")
 
@@ -120,7 +132,9 @@ def test_mongo_unavailable_for_ten_seconds(clean_pipeline: Settings, start_consu
     assert row["lost"] == 0 and row["mismatched"] == 0
 
 
-def test_postgres_restarted(clean_pipeline: Settings, start_consumer: Any, background_load: Any, pg_conn: Any) -> None:
+def test_postgres_restarted(
+    clean_pipeline: Settings, start_consumer: Any, background_load: Any, pg_conn: Any
+) -> None:
     if clean_pipeline.pg_external:
         pytest.skip("PostgreSQL is external: this test restarts the local server")
     group = new_group()

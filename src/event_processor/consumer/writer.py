@@ -122,8 +122,13 @@ class MongoSink:
     """Bulk writes to the read model with retries on transient failures."""
 
     def __init__(
-        self, uri: str, database: str, on_retry: Callable[[str], None] | None = None
+        self,
+        uri: str,
+        database: str,
+        on_retry: Callable[[str], None] | None = None,
+        max_ops_per_command: int = 16,
     ) -> None:
+        self.max_ops_per_command = max_ops_per_command
         self.client: MongoClient[dict[str, Any]] = MongoClient(
             uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=3000, socketTimeoutMS=30000
         )
@@ -154,8 +159,14 @@ class MongoSink:
             if not ops:
                 continue
             coll = self.db[collection]
-            write = functools.partial(coll.bulk_write, ops, ordered=False)
-            self._retrying(f"bulk write to {collection}", write)
+            # FerretDB 1.24 keeps one PostgreSQL connection per update statement open
+            # until the whole command ends (a deferred close inside its loop); a command
+            # with more statements than its pool has connections never finishes. Each
+            # document appears once per batch, so chunking cannot reorder its writes.
+            step = self.max_ops_per_command
+            for i in range(0, len(ops), step):
+                write = functools.partial(coll.bulk_write, ops[i : i + step], ordered=False)
+                self._retrying(f"bulk write to {collection}", write)
             count += len(ops)
         return count
 

@@ -73,7 +73,10 @@ def start(settings: Settings, log_provision: Path) -> str:
     start_store(settings)
     base.mkdir(parents=True, exist_ok=True)
     log = base / "ferretdb.log"
-    store_url = f"postgres://postgres@127.0.0.1:{settings.store_pg_port}/{STORE_DATABASE}"
+    store_url = (
+        f"postgres://postgres@127.0.0.1:{settings.store_pg_port}/{STORE_DATABASE}"
+        "?pool_max_conns=200"
+    )
     argv = [str(binary), f"--listen=127.0.0.1:{settings.mongo_port}", "--handler=postgresql",
             f"--postgresql-url={store_url}"]  # fmt: skip
     record = process.spawn(settings.state_dir, SERVICE, argv, log, store_url)
@@ -95,7 +98,7 @@ def start_store(settings: Settings) -> str:
         settings.store_pg_port,
         "EP_STORE_PG_PORT",
         STORE_DATABASE,
-        ["synchronous_commit=off", "shared_buffers=256MB", "max_connections=200"],
+        ["synchronous_commit=off", "shared_buffers=256MB", "max_connections=300"],
     )
 
 

@@ -160,13 +160,28 @@ def stop_pid(record: PidRecord | None, sig: int = signal.SIGTERM, timeout_s: flo
     os.kill(record.pid, sig)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not is_ours_alive(record):
+        if _gone(record.pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(record.pid, signal.SIGKILL)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while not _gone(record.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return True
+
+
+def _gone(pid: int) -> bool:
+    """Exited, sockets closed: no /proc entry, or only a zombie waiting for its parent.
+
+    A dying JVM loses its cmdline before it releases its ports, so "not ours any more"
+    is not enough before starting a replacement on the same port.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.split(") ", 1)[-1].startswith(("Z", "X"))
 
 
 def run_checked(
