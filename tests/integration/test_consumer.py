@@ -143,7 +143,7 @@ def test_replay_from_the_beginning_changes_nothing(
     before = _dump(mongo_db)
     # A new group starts at the beginning of every change topic: a full replay.
     replay_group = _group()
-    replay = start_consumer("replay", group=replay_group)
+    replay = start_consumer("replay", group=replay_group, at_end=False)
     assert wait_until(lambda: group_lag(ep_stack, replay_group) == 0, 60, 0.5)
     assert replay.stop() == 0
     assert _dump(mongo_db) == before

@@ -42,7 +42,7 @@ def test_metrics_endpoint_and_instrumentation_cost(
         )
     port = _free_port()
     group = f"metrics-{uuid.uuid4().hex[:6]}"
-    proc = start_consumer("metrics", group=group, metrics_port=port)
+    proc = start_consumer("metrics", group=group, metrics_port=port, at_end=False)
     url = f"http://127.0.0.1:{port}/metrics"
 
     def applied() -> float:

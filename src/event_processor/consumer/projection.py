@@ -61,6 +61,9 @@ class Write:
     sets: dict[str, Any] = field(default_factory=dict)  # update: dotted path -> value
     unsets: tuple[str, ...] = ()  # update: dotted paths
     upsert: bool = True
+    # The change created the document's own row (op c): the document is most likely
+    # new, so the sink may insert it (batched, fast) and fall back on a duplicate key.
+    creates: bool = False
 
 
 @dataclass(slots=True)
@@ -100,7 +103,11 @@ def _replace_or_delete(
     row = _with_refs(event.after) if refs else dict(event.after)
     row.update(_meta(event))
     out = [
-        Projected(collection, doc_id(_pk_values(event, event.after, pk)), Write("replace", doc=row))
+        Projected(
+            collection,
+            doc_id(_pk_values(event, event.after, pk)),
+            Write("replace", doc=row, creates=event.op == "c"),
+        )
     ]
     # A primary-key change moves the document.
     if event.op == "u" and event.before is not None:
@@ -117,7 +124,8 @@ def _order(event: ChangeEvent) -> list[Projected]:
     assert event.after is not None
     fields = _with_refs(event.after)
     fields.update(_meta(event))
-    return [Projected(ORDERS, doc_id([event.after["id"]]), Write("update", sets=fields))]
+    write = Write("update", sets=fields, creates=event.op == "c")
+    return [Projected(ORDERS, doc_id([event.after["id"]]), write)]
 
 
 def _order_child(name: str, event: ChangeEvent) -> list[Projected]:

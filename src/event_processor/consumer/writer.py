@@ -17,6 +17,7 @@ from typing import Any
 from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import (
+    BulkWriteError,
     AutoReconnect,
     ConnectionFailure,
     NetworkTimeout,
@@ -28,6 +29,7 @@ from event_processor.consumer.projection import POSITIONS_COLLECTION, Projected,
 
 log = logging.getLogger(__name__)
 
+DUPLICATE_KEY = 11000
 TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
 MongoOp = ReplaceOne[Any] | UpdateOne | DeleteOne
 
@@ -52,8 +54,11 @@ class Folded:
     sets: dict[str, Any] = field(default_factory=dict)
     unsets: set[str] = field(default_factory=set)
     upsert: bool = False
+    creates: bool | None = None  # the batch's first write to this document created it
 
     def add(self, w: Write) -> None:
+        if self.creates is None:
+            self.creates = w.creates
         if w.kind == "delete":
             self.kind, self.doc, self.sets, self.unsets = "delete", None, {}, set()
         elif w.kind == "replace":
@@ -75,6 +80,18 @@ class Folded:
         else:  # replace: apply onto the document we are about to write
             assert self.doc is not None
             _apply_paths(self.doc, w.sets, w.unsets)
+
+    def insertable(self) -> dict[str, Any] | None:
+        """The whole new document, when this batch created it (else None)."""
+        if not self.creates:
+            return None
+        if self.kind == "replace":
+            return dict(self.doc or {})
+        if self.kind == "update" and self.upsert:
+            doc: dict[str, Any] = {}
+            _apply_paths(doc, self.sets, ())
+            return doc
+        return None
 
     def operation(self, doc_id: str) -> MongoOp | None:
         if self.kind == "delete":
@@ -155,10 +172,18 @@ class MongoSink:
         """Apply the folded writes; returns the number of operations acknowledged."""
         count = 0
         for collection, docs in folded.items():
-            ops = [op for doc_id, f in docs.items() if (op := f.operation(doc_id)) is not None]
+            coll = self.db[collection]
+            inserts = {i: d for i, f in docs.items() if (d := f.insertable()) is not None}
+            failed = self._insert_new(coll, inserts) if inserts else set()
+            ops = [
+                op
+                for doc_id, f in docs.items()
+                if (doc_id not in inserts or doc_id in failed)
+                and (op := f.operation(doc_id)) is not None
+            ]
+            count += len(inserts) - len(failed)
             if not ops:
                 continue
-            coll = self.db[collection]
             # FerretDB 1.24 keeps one PostgreSQL connection per update statement open
             # until the whole command ends (a deferred close inside its loop); a command
             # with more statements than its pool has connections never finishes. Each
@@ -169,6 +194,21 @@ class MongoSink:
                 self._retrying(f"bulk write to {collection}", write)
             count += len(ops)
         return count
+
+    def _insert_new(self, coll: Any, docs: dict[str, dict[str, Any]]) -> set[str]:
+        """Insert documents the batch created (one batched command on FerretDB, where an
+        update costs a query and a write each). Returns the ids that already existed
+        (a replay, or a reused key): those fall back to the update path."""
+        batch = [{"_id": doc_id, **doc} for doc_id, doc in docs.items()]
+        try:
+            write = functools.partial(coll.insert_many, batch, ordered=False)
+            self._retrying(f"insert into {coll.name}", write)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return {batch[e["index"]]["_id"] for e in errors}
+        return set()
 
     def load_positions(self, keys: list[str]) -> dict[str, Mark]:
         coll = self.db[POSITIONS_COLLECTION]

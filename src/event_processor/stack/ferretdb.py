@@ -71,6 +71,7 @@ def start(settings: Settings, log_provision: Path) -> str:
     process.ensure_port_free("ferretdb", settings.mongo_port, "EP_MONGO_PORT")
     binary = ensure_binary(settings, log_provision)
     start_store(settings)
+    tune_store(settings)
     base.mkdir(parents=True, exist_ok=True)
     log = base / "ferretdb.log"
     store_url = (
@@ -98,8 +99,67 @@ def start_store(settings: Settings) -> str:
         settings.store_pg_port,
         "EP_STORE_PG_PORT",
         STORE_DATABASE,
-        ["synchronous_commit=off", "shared_buffers=256MB", "max_connections=300"],
+        [
+            "synchronous_commit=off",
+            "shared_buffers=256MB",
+            "max_connections=300",
+            # FerretDB sends parameterised `_jsonb->$1 @> $2`: only a custom plan can
+            # match it to the containment index below.
+            "plan_cache_mode=force_custom_plan",
+        ],
     )
+
+
+# FerretDB 1.24 filters {_id: "x"} as `_jsonb->'_id' @> '"x"'`, which its own btree
+# index on _id cannot serve: every update scanned the whole collection (372 updates/s
+# at 11k documents, measured). A GIN index on the same expression serves `@>` (958/s).
+# The event trigger adds it to every table FerretDB creates for a collection.
+STORE_TUNING_SQL = """
+CREATE OR REPLACE FUNCTION public.ep_index_id_for_containment() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE obj record;
+BEGIN
+  FOR obj IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE'
+  LOOP
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = obj.objid AND attname = '_jsonb') THEN
+      EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb -> ''_id'') jsonb_path_ops)',
+                     obj.object_identity);
+    END IF;
+  END LOOP;
+END $$;
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'ep_index_id_for_containment')
+  THEN
+    CREATE EVENT TRIGGER ep_index_id_for_containment ON ddl_command_end
+      WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION public.ep_index_id_for_containment();
+  END IF;
+END $$;
+"""
+
+# Tables created before the trigger existed get the index too.
+MISSING_INDEXES_SQL = """
+SELECT format('%I.%I', c.table_schema, c.table_name)
+FROM information_schema.columns c
+WHERE c.column_name = '_jsonb' AND NOT EXISTS (
+  SELECT 1 FROM pg_indexes i
+  WHERE i.schemaname = c.table_schema AND i.tablename = c.table_name AND i.indexdef LIKE '%gin%')
+"""
+
+
+def tune_store(settings: Settings) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=settings.store_pg_port, user="postgres", dbname=STORE_DATABASE
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(STORE_TUNING_SQL)
+        cur.execute(MISSING_INDEXES_SQL)
+        for (table,) in cur.fetchall():
+            cur.execute(f"CREATE INDEX ON {table} USING gin ((_jsonb -> '_id') jsonb_path_ops)")
+    conn.close()
 
 
 def stop(settings: Settings) -> bool:
