@@ -22,9 +22,12 @@ class TimingPublisher:
         self.topic = topic
 
     def publish(self, records: list[TimingRecord]) -> None:
-        if records:
-            payload = json.dumps([r.to_row() for r in records], separators=(",", ":")).encode()
-            self.producer.send(self.topic, value=payload)
+        self.publish_rows([r.to_row() for r in records])
+
+    def publish_rows(self, rows: list[list[Any]]) -> None:
+        """Rows in TimingRecord field order, one Kafka message for the whole batch."""
+        if rows:
+            self.producer.send(self.topic, value=json.dumps(rows, separators=(",", ":")).encode())
 
 
 class TimingCollector:

@@ -17,8 +17,8 @@ from typing import Any
 from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import (
-    BulkWriteError,
     AutoReconnect,
+    BulkWriteError,
     ConnectionFailure,
     NetworkTimeout,
     ServerSelectionTimeoutError,
