@@ -131,16 +131,20 @@ class ConsumerProcess:
 def start_consumer(ep_stack: Settings, tmp_path: Path) -> Iterator[Any]:
     """Factory: start consumer processes for one test; all are stopped afterwards."""
     started: list[ConsumerProcess] = []
+    seen_groups: set[str] = set()
 
     def start(
         name: str = "c1", group: str | None = None, metrics_port: int = 0, at_end: bool = True
     ) -> ConsumerProcess:
-        if group and at_end:
+        if group and at_end and group not in seen_groups:
             # A new group would otherwise read every change topic from the beginning
             # (skipping what the read model has, but reading it all): start at the end.
             from event_processor.perf.consumer import change_topics, commit_at_end
 
             commit_at_end(ep_stack, group, change_topics(ep_stack))
+        if group:
+            # A restart in the same group resumes from its committed offsets.
+            seen_groups.add(group)
         proc = ConsumerProcess(ep_stack, tmp_path, name, group, metrics_port)
         started.append(proc)
         return proc

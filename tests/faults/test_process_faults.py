@@ -128,7 +128,7 @@ def test_mongo_unavailable_for_ten_seconds(
         assert consumer.alive(), "the consumer must retry, not die, while MongoDB is away"
         ferretdb.start(clean_pipeline, clean_pipeline.state_dir / "provision.log")
 
-    row = _run_fault(clean_pipeline, start_consumer, background_load, "MongoDB away 10 s", inject)
+    row = _run_fault(clean_pipeline, start_consumer, background_load, "MongoDB away 10 s", inject, events=2000)
     assert row["lost"] == 0 and row["mismatched"] == 0
 
 

@@ -67,10 +67,10 @@ def test_replay_from_the_beginning_changes_nothing(
     before = dump()
     first.stop()
 
-    # A consumer in a new group reads every change topic from offset 0: all of the
-    # history, including events of earlier tests' rows that TRUNCATE removed.
+    # A consumer in a new group reading every change topic from offset 0 (at_end=False):
+    # all of the history, including events of earlier tests' rows that TRUNCATE removed.
     group = f"itest-replay-{uuid.uuid4().hex[:8]}"
-    replay = start_consumer("replay", group=group)
+    replay = start_consumer("replay", group=group, at_end=False)
     try:
         assert wait_until(lambda: _group_lag(ep_stack, group) == 0, 120, 0.5), "replay lags"
         assert replay.alive()
@@ -103,37 +103,9 @@ def test_rebuild_from_the_log_gives_the_same_read_model(
             mongo_db.drop_collection(name)
     write_positions(mongo_db, clean_state.positions)
     group = f"itest-rebuild-{uuid.uuid4().hex[:8]}"
-    print(
-        "DEBUG baseline",
-        sorted(
-            (k, v.offset)
-            for k, v in clean_state.positions.items()
-            if "public.customers" in k or "aggregate" in k
-        ),
-    )
-    print(
-        "DEBUG stored",
-        sorted(
-            (d["_id"], d["offset"])
-            for d in mongo_db["_ep_positions"].find({})
-            if "public.customers" in d["_id"] or "aggregate" in d["_id"]
-        ),
-    )
-    start_consumer("rebuild", group=group)
+    start_consumer("rebuild", group=group, at_end=False)
     try:
         assert wait_until(lambda: _group_lag(ep_stack, group) == 0, 120, 0.5), "rebuild lags"
-        print(
-            "DEBUG after",
-            sorted(
-                (d["_id"], d["offset"])
-                for d in mongo_db["_ep_positions"].find({})
-                if "public.customers" in d["_id"] or "aggregate" in d["_id"]
-            ),
-        )
-        print(
-            "DEBUG colls",
-            {n: mongo_db[n].estimated_document_count() for n in mongo_db.list_collection_names()},
-        )
         assert_verified(ep_stack, group=group)
         assert dump(include_positions=False) == before
     finally:

@@ -95,6 +95,9 @@ class ConsumerRunner:
             metadata_max_age_ms=3000,  # see tables created after start-up quickly
             max_partition_fetch_bytes=4 * 1024 * 1024,
             max_poll_interval_ms=600_000,  # a MongoDB outage is retried inside a batch
+            # A killed member's partitions move after 10 s, not the 45 s default.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
         )
         self.consumer.subscribe(pattern=settings.change_topic_pattern(), listener=_Rebalance(self))
         self.batches = 0
