@@ -93,7 +93,12 @@ def test_connect_worker_killed_and_restarted(
         connect.register_connector(clean_pipeline)
 
     row = _run_fault(
-        clean_pipeline, start_consumer, background_load, "Connect worker SIGKILL", inject
+        clean_pipeline,
+        start_consumer,
+        background_load,
+        "Connect worker SIGKILL",
+        inject,
+        events=2000,
     )
     assert row["lost"] == 0 and row["mismatched"] == 0
 
@@ -111,7 +116,12 @@ def test_kafka_broker_stopped_and_restarted(
         connect.register_connector(clean_pipeline)
 
     row = _run_fault(
-        clean_pipeline, start_consumer, background_load, "Kafka broker restart", inject
+        clean_pipeline,
+        start_consumer,
+        background_load,
+        "Kafka broker restart",
+        inject,
+        events=2000,
     )
     assert row["lost"] == 0 and row["mismatched"] == 0
 
@@ -128,7 +138,9 @@ def test_mongo_unavailable_for_ten_seconds(
         assert consumer.alive(), "the consumer must retry, not die, while MongoDB is away"
         ferretdb.start(clean_pipeline, clean_pipeline.state_dir / "provision.log")
 
-    row = _run_fault(clean_pipeline, start_consumer, background_load, "MongoDB away 10 s", inject, events=2000)
+    row = _run_fault(
+        clean_pipeline, start_consumer, background_load, "MongoDB away 10 s", inject, events=2000
+    )
     assert row["lost"] == 0 and row["mismatched"] == 0
 
 
