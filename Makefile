@@ -4,7 +4,7 @@ VENV := .venv/bin
 EP := $(VENV)/event-processor
 PYTEST := $(VENV)/pytest
 
-.PHONY: bootstrap up down status demo test test-unit test-stack lint typecheck
+.PHONY: bootstrap up down status demo test stress test-unit lint typecheck
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -25,6 +25,11 @@ demo: bootstrap
 ## Every test: unit tests in parallel, then everything that needs the stack, serially.
 test: bootstrap
 	scripts/run_tests.sh
+
+## The load scenarios under their SLO gates (HTML report in reports/report-stress.html).
+stress: bootstrap
+	$(EP) stack up
+	$(PYTEST) -m stress -v --html=reports/report-stress.html --self-contained-html
 
 test-unit: bootstrap
 	$(PYTEST) -m unit -n auto -q

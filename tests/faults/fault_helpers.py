@@ -61,7 +61,7 @@ class BackgroundLoad:
             try:
                 # Collected as they commit, so the probe sees what was in flight.
                 run_load(self.settings.postgres_dsn(), plan, self.rate, on_sent=self.sends.append)
-            except BaseException as exc:  # noqa: BLE001 - reported by wait()
+            except BaseException as exc:
                 self.error = exc
 
         self.thread = threading.Thread(target=run, name="fault-load", daemon=True)

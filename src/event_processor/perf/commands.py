@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from event_processor.errors import ConfigError
-from event_processor.metrics.scenarios import Scenario, default_path, load_scenarios, select
+from event_processor.metrics.scenarios import (
+    Scenario,
+    ScenarioError,
+    default_path,
+    load_scenarios,
+    select,
+)
 from event_processor.metrics.slo import parse_overrides, validate_targets
 
 CUSTOM_NAME = "custom"
@@ -45,6 +51,20 @@ def add_subcommands(sub: Any) -> None:
     load.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
     load.add_argument("--json", action="store_true", help="print the result document as JSON")
     load.set_defaults(func=cmd_load)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run every scenario (10, 100, 1,000, 10,000 events) with the live dashboard",
+        description="The one-command demo: each scenario of scenarios.toml in order, each "
+        "ending in the verifier, then a summary table and the report paths. Exit 1 when "
+        "any gate failed.",
+    )
+    demo.add_argument(
+        "--scenario", action="append", metavar="NAME", help="only these scenarios (repeatable)"
+    )
+    demo.add_argument("--no-dashboard", action="store_true", help="compact progress lines")
+    demo.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
+    demo.set_defaults(func=cmd_demo)
 
     report = sub.add_parser("report", help="print the results table of the latest run")
     report.add_argument("--json", type=Path, metavar="PATH", dest="path",
@@ -162,6 +182,52 @@ def cmd_load(args: argparse.Namespace) -> int:
             err.print(f"[red]{msg}[/]", soft_wrap=True)
     err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
     return 0 if outcome.passed else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Every scenario of scenarios.toml in order, live dashboard, one summary at the end."""
+    from rich.console import Console
+
+    from event_processor.perf.harness import run_scenario
+    from event_processor.perf.results import (
+        default_reports_dir,
+        document_for,
+        gate_lines,
+        results_table,
+        write_reports,
+    )
+    from event_processor.settings import get_settings
+
+    err = Console(stderr=True, highlight=False)
+    out = _wide(Console(highlight=False))
+    settings = get_settings()
+    scenarios = load_scenarios()
+    names = args.scenario or list(scenarios)
+    unknown = [n for n in names if n not in scenarios]
+    if unknown:
+        raise ScenarioError(f"unknown scenario {unknown[0]!r}; known: {', '.join(scenarios)}")
+    outcomes = []
+    for name in names:
+        err.rule(f"[bold]{name}[/]: {scenarios[name].events} events at {scenarios[name].rate:g}/s")
+        outcomes.append(
+            run_scenario(
+                settings,
+                scenarios[name],
+                dashboard=not args.no_dashboard,
+                on_progress=lambda msg: err.print(f"[dim]{msg}[/]"),
+                console=err,
+                progress=args.no_dashboard,
+            )
+        )
+    reports_dir = args.reports or default_reports_dir()
+    latest, _stamped, html = write_reports(outcomes, reports_dir)
+    doc = document_for(outcomes)
+    err.rule("[bold]summary[/]")
+    out.print(results_table(doc))
+    for line in gate_lines(doc):
+        out.print(line, soft_wrap=True)
+    err.print(f"reports: {latest} and {reports_dir / html.name}", soft_wrap=True)
+    return 0 if all(o.passed for o in outcomes) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
