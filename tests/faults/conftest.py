@@ -1,5 +1,5 @@
-"""Fixtures of the fault suite (defined in fault_helpers)."""
+"""Fixtures of the fault suite (defined in fault_helpers; clean_pipeline in the plugin)."""
 
-from tests.faults.fault_helpers import background_load, clean_pipeline
+from tests.faults.fault_helpers import background_load
 
-__all__ = ["background_load", "clean_pipeline"]
+__all__ = ["background_load"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,28 +14,7 @@ import pytest
 from event_processor.metrics.timing import SendRecord
 from event_processor.settings import Settings
 from event_processor.source.generator import run_load, seed_catalogue
-from event_processor.source.schema import DOMAIN_TABLES, apply_schema, truncate_all
 from event_processor.source.workload import WorkloadModel
-from event_processor.stack import manager
-from event_processor.verify.baseline import reset_read_model
-
-
-@pytest.fixture
-def clean_pipeline(ep_stack: Settings, pg_conn: Any) -> Iterator[Settings]:
-    """Empty source and read model, every service up; restores the stack afterwards."""
-    apply_schema(pg_conn)
-    truncate_all(pg_conn)
-    with pg_conn.cursor() as cur:  # tables other tests created: the verifier sees them too
-        cur.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind = 'r'"
-        )
-        others = [r[0] for r in cur.fetchall() if r[0] not in DOMAIN_TABLES]
-        if others:
-            cur.execute("TRUNCATE " + ", ".join(f'public."{t}"' for t in others))
-    reset_read_model(ep_stack)
-    yield ep_stack
-    manager.up(ep_stack)  # a test that stopped a service leaves the stack whole again
 
 
 @dataclass

@@ -33,22 +33,6 @@ def _public_tables(cur: Any) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def _delete_topics(settings: Settings, tables: list[str]) -> None:
-    from kafka import KafkaAdminClient
-
-    if not tables:
-        return
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
-    try:
-        existing = set(admin.list_topics())
-        topics = [f"{settings.topic_prefix}.public.{t}" for t in tables]
-        doomed = [t for t in topics if t in existing]
-        if doomed:
-            admin.delete_topics(doomed, raise_errors=False)
-    finally:
-        admin.close()
-
-
 def _drop_scratch_types(cur: Any) -> None:
     """Types (enums) the tests created, once no table uses them any more."""
     cur.execute(
@@ -68,7 +52,6 @@ def clean_state(ep_stack: Settings, pg_conn: Any) -> Baseline:
         for t in leftovers:
             cur.execute(f'DROP TABLE IF EXISTS public."{t}"')
         _drop_scratch_types(cur)
-    _delete_topics(ep_stack, leftovers)
     apply_schema(pg_conn)
     truncate_all(pg_conn)
     with pg_conn.cursor() as cur:
@@ -83,7 +66,9 @@ def scratch_tables(
     ep_stack: Settings, pg_conn: Any, mongo_db: Any, clean_state: Baseline
 ) -> Iterator[Callable[[str, str], str]]:
     """Factory: ``create(stem, columns_sql)`` makes ``itest_<stem>_<hex>`` and returns its
-    name; at teardown the tables, their topics and their collections are removed."""
+    name; at teardown the tables and their collections are removed. Their change topics
+    stay: deleting a topic Kafka Connect's producer still knows only gets it re-created
+    (broker auto-creation) and makes that producer retry; the names never repeat."""
     made: list[str] = []
 
     def create(stem: str, columns_sql: str) -> str:
@@ -98,7 +83,6 @@ def scratch_tables(
         for name in made:
             cur.execute(f"DROP TABLE IF EXISTS public.{name}")
         _drop_scratch_types(cur)
-    _delete_topics(ep_stack, made)
     for name in made:
         mongo_db.drop_collection(name)
 

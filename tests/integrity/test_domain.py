@@ -90,6 +90,10 @@ def test_one_statement_changing_many_rows(
         customers = add_customers(cur, 500)  # one INSERT ... SELECT, one transaction
         products = add_products(cur, 1000)
         add_orders(cur, customers[:100], products, 200, items=2)
+    # Applied first, so that the statements below change documents that already exist
+    # (one batch of many updates to existing documents, not inserts folded with them).
+    assert_verified(ep_stack)
+    with pg_conn.cursor() as cur:
         cur.execute("UPDATE products SET price = price * 1.1, in_stock = NOT in_stock")
         cur.execute("UPDATE customers SET tier = 'gold', address = address || "
                     "'{\"verified\": true}'::jsonb WHERE id % 2 = 0")  # fmt: skip

@@ -35,6 +35,15 @@ def _some_history(pg_conn: Any) -> None:
         cur.execute("UPDATE products SET price = price + 1 WHERE id % 2 = 0")
 
 
+def _embedded_maps_defaulted(model: dict[str, dict[Any, Any]]) -> dict[str, dict[Any, Any]]:
+    """An order without items may lack the ``items`` map or hold an empty one, depending
+    on how the consumer's batches folded $set/$unset: the same read model."""
+    for doc in model.get("orders", {}).values():
+        doc.setdefault("items", {})
+        doc.setdefault("payments", {})
+    return model
+
+
 def _group_lag(settings: Settings, group: str) -> int:
     progress = KafkaProgress(settings, group)
     try:
@@ -103,12 +112,15 @@ def test_rebuild_from_the_log_gives_the_same_read_model(
             mongo_db.drop_collection(name)
     write_positions(mongo_db, clean_state.positions)
     group = f"itest-rebuild-{uuid.uuid4().hex[:8]}"
-    start_consumer("rebuild", group=group, at_end=False)
+    rebuild = start_consumer("rebuild", group=group, at_end=False)
     try:
         assert wait_until(lambda: _group_lag(ep_stack, group) == 0, 120, 0.5), "rebuild lags"
         assert_verified(ep_stack, group=group)
-        assert dump(include_positions=False) == before
+        assert _embedded_maps_defaulted(dump(include_positions=False)) == (
+            _embedded_maps_defaulted(before)
+        )
     finally:
+        rebuild.stop()
         _delete_group(ep_stack, group)
 
 

@@ -23,7 +23,6 @@ from typing import Any
 from event_processor.consumer.projection import (
     ORDER_CHILDREN,
     ORDERS,
-    POSITIONS_COLLECTION,
     REFERENCE_COLUMNS,
     REPLACED_TABLES,
     doc_id,
@@ -354,13 +353,11 @@ def compare_once(
         with conn.cursor() as cur:
             catalog = read_catalog(cur)
         wanted = {collection_of(t) for t in catalog}
-        present = [
-            n
-            for n in db.list_collection_names()
-            if not n.startswith("system.") and n != POSITIONS_COLLECTION
-        ]
+        present = [n for n in db.list_collection_names() if not n.startswith("system.")]
         to_read = sorted(n for n in present if n in wanted)
-        strays = sorted(n for n in present if n not in wanted)
+        # Collections of no table; names starting with "_" (``_ep_positions``...) are the
+        # consumer's metadata, like fields starting with "_".
+        strays = sorted(n for n in present if n not in wanted and not n.startswith("_"))
         # MongoDB (FerretDB does the work in its own process) while we read PostgreSQL.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ep-verify-mongo") as pool:
             mongo_future = pool.submit(_read_collections, db, to_read, batch_size)

@@ -34,6 +34,7 @@ def run_verify(
     """
     import psycopg2
     from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
 
     started = time.monotonic()
     deadline = started + timeout_s
@@ -74,12 +75,21 @@ def run_verify(
             for k, v in outcome.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
             report.drain = drain
-            if not drain.drained or len(outcome.sink) == 0 or time.monotonic() >= deadline:
+            if not drain.drained or len(outcome.sink) == 0:
                 break
+            if deadline - time.monotonic() < 2 * quiet_s:
+                break  # no time left to look again
             signature = (frozenset(outcome.sink.signature), fingerprint)
             if signature == previous:
                 break  # the same differences twice with nothing moving: they are real
             previous = signature
+    except PyMongoError as exc:
+        fix = "check EP_MONGO_URI and `event-processor stack status`"
+        raise StackError("verify", f"MongoDB failed during verify: {exc}", fix) from None
+    except psycopg2.Error as exc:
+        fix = "check EP_PG_DSN and `event-processor stack status`"
+        problem = f"PostgreSQL failed during verify: {exc}".strip()
+        raise StackError("verify", problem, fix) from None
     finally:
         progress.close()
         watch.close()
