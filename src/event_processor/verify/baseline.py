@@ -77,7 +77,9 @@ def last_positions(
                             continue
                         try:
                             ev = decoder.decode(m.key, m.value)
-                        except MalformedEvent:
+                        except (MalformedEvent, ValueError, TypeError):
+                            # Undecodable (e.g. a value converter failing on Debezium's
+                            # unavailable-value placeholder): the offset still counts.
                             continue
                         if ev is None:
                             continue
