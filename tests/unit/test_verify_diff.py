@@ -267,3 +267,14 @@ def test_report_summary_and_json(tmp_path: Path) -> None:
     ok = VerifyReport(drain=DrainStatus(drained=True), tables=[TableResult("t", "t", "generic")])
     assert ok.ok and ok.summary_lines()[0].startswith("verify OK")
     assert not VerifyReport(drain=DrainStatus(drained=False)).ok
+
+
+def test_lsn_parsing_for_the_drain_wait() -> None:
+    from event_processor.verify.drain import KafkaSnapshot, parse_lsn
+
+    assert parse_lsn("0/5426FD8") == 0x5426FD8
+    assert parse_lsn("16/B374D848") == (0x16 << 32) | 0xB374D848
+    assert parse_lsn(None) is None and parse_lsn("") is None
+    a = KafkaSnapshot({("t", 0): 5}, {("t", 0): 5}, 0, [])
+    b = KafkaSnapshot({("t", 0): 6}, {("t", 0): 5}, 1, [("t", 0, 1)])
+    assert a.fingerprint != b.fingerprint

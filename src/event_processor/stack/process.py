@@ -138,7 +138,8 @@ def wait_ready(
                 return time.monotonic() - start
         except Exception:
             pass
-        if record is not None and not is_ours_alive(record):
+        # Exited for real, not a cmdline caught mid-exec (seen empty once in CI).
+        if record is not None and _gone(record.pid):
             raise StackError(
                 component,
                 f"the process exited during start-up; last lines of {log}:\n{log_tail(log)}",
