@@ -152,12 +152,6 @@ FROM generate_series(1, 400) AS g
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consumer bug: an UPDATE that leaves a TOASTed column untouched arrives with "
-    "Debezium's '__debezium_unavailable_value' placeholder; the consumer crashes on it "
-    "(jsonb) or writes the placeholder into the document (text, arrays, bytea)",
-)
 def test_values_stored_out_of_line_survive_updates_of_other_columns(
     ep_stack: Settings, pg_conn: Any, clean_state: Any, scratch_tables: Any, start_consumer: Any
 ) -> None:
@@ -169,15 +163,9 @@ def test_values_stored_out_of_line_survive_updates_of_other_columns(
     with pg_conn.cursor() as cur:
         cur.execute(TOAST_FILL.format(t=toast))
         cur.execute(f"UPDATE {toast} SET small = 1 WHERE id = 1")
-    assert_verified(ep_stack, timeout_s=20)  # short: today the consumer dies on it
+    assert_verified(ep_stack)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consumer bug: Debezium turns a primary-key UPDATE into a delete of the old key "
-    "and a create of the new key with the SAME source position; when both land in one "
-    "partition the loop drops the create as a duplicate (position <= watermark)",
-)
 def test_primary_key_update_moves_the_document(
     ep_stack: Settings, pg_conn: Any, clean_state: Any, scratch_tables: Any, start_consumer: Any
 ) -> None:

@@ -192,3 +192,57 @@ def test_decode_and_project_benchmark(benchmark: Any) -> None:
         return n
 
     assert benchmark(run) > 0
+
+
+def _envelope(op: str, before: Any, after: Any, lsn: int, schema_fields: list[Any]) -> bytes:
+    row = {"type": "struct", "fields": schema_fields, "optional": True, "name": "ep.public.t.Value"}
+    return json.dumps({
+        "schema": {"type": "struct", "fields": [dict(row, field="before"), dict(row, field="after")]},
+        "payload": {
+            "op": op, "before": before, "after": after, "ts_us": 2,
+            "source": {"table": "t", "ts_us": 1, "lsn": lsn, "txId": 9,
+                       "sequence": json.dumps([str(lsn), str(lsn)])},
+        },
+    }).encode()  # fmt: skip
+
+
+FIELDS = [
+    {"type": "int32", "optional": False, "field": "id"},
+    {"type": "int32", "optional": True, "field": "small"},
+    {"type": "string", "optional": True, "field": "big"},
+    {
+        "type": "string",
+        "optional": True,
+        "name": "io.debezium.data.Json",
+        "version": 1,
+        "field": "doc",
+    },
+    {"type": "array", "items": {"type": "string"}, "optional": True, "field": "arr"},
+    {"type": "bytes", "optional": True, "field": "b"},
+]
+
+
+def test_unchanged_toasted_columns_keep_their_stored_values() -> None:
+    placeholder = "__debezium_unavailable_value"
+    value = _envelope(
+        "u", None,
+        {"id": 1, "small": 2, "big": placeholder, "doc": placeholder, "arr": [placeholder],
+         "b": "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="},
+        100, FIELDS,
+    )  # fmt: skip
+    event = EnvelopeDecoder().decode(b'{"id": 1}', value)
+    assert event is not None
+    writes = fold(project(event))["t"]["1"]
+    # Only what the event carries is written: no placeholder reaches the document.
+    assert writes.kind == "update"
+    assert writes.sets == {"id": 1, "small": 2, "_lsn": 100}
+
+
+def test_a_primary_key_update_is_not_mistaken_for_a_duplicate() -> None:
+    # Debezium: delete of the old key and create of the new one, at the same LSN.
+    delete = EnvelopeDecoder().decode(b'{"id": 1}', _envelope("d", {"id": 1}, None, 200, FIELDS))
+    create = EnvelopeDecoder().decode(
+        b'{"id": 101}', _envelope("c", None, {"id": 101, "small": 1}, 200, FIELDS)
+    )
+    assert delete is not None and create is not None
+    assert create.position > delete.position

@@ -18,6 +18,21 @@ LOG_APPEND_TIME = 1
 EPOCH_DATE = dt.date(1970, 1, 1)
 
 
+PLACEHOLDER = "__debezium_unavailable_value"
+# The placeholder as Debezium renders it for text and json, and for bytea (base64).
+_PLACEHOLDERS = frozenset({PLACEHOLDER, "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="})
+
+
+class _Unavailable:
+    """A column whose value this change event does not carry (unchanged TOAST)."""
+
+    def __repr__(self) -> str:
+        return "UNAVAILABLE"
+
+
+UNAVAILABLE: Any = _Unavailable()
+
+
 class MalformedEvent(ValueError):
     """The message is not a Debezium change event we can apply: dead-letter it."""
 
@@ -33,7 +48,9 @@ class ChangeEvent:
     after: dict[str, Any] | None
     tx_id: int
     lsn: int
-    position: tuple[int, int]  # (commit-ordered sequence, lsn): monotone per partition
+    # (commit-ordered sequence, lsn, op rank): monotone per partition. A primary-key
+    # update arrives as a delete and a create at the same LSN: the rank orders them.
+    position: tuple[int, int, int]
     source_ts_us: int  # T0: commit time
     debezium_ts_us: int  # T1: processed by Debezium
 
@@ -108,14 +125,23 @@ class RowDecoder:
                 if conv is not None:
                     self.converters[field["field"]] = conv
 
-    def decode(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
-        if row is None or not self.converters:
-            return row
+    def decode(self, row: dict[str, Any] | None, toast: bool = False) -> dict[str, Any] | None:
+        """Typed values; with ``toast`` (updates), unchanged TOASTed columns that
+        Debezium could not read become UNAVAILABLE instead of its placeholder text."""
+        if row is None:
+            return None
         out = dict(row)
+        if toast:
+            for name, value in row.items():
+                if (isinstance(value, str) and value in _PLACEHOLDERS) or value == [PLACEHOLDER]:
+                    out[name] = UNAVAILABLE
         for name, conv in self.converters.items():
             value = out.get(name)
-            if value is not None:
-                out[name] = conv(value)
+            if value is not None and value is not UNAVAILABLE:
+                try:
+                    out[name] = conv(value)
+                except (ValueError, TypeError, OverflowError) as exc:
+                    raise MalformedEvent(f"column {name}: {exc!r}") from None
         return out
 
 
@@ -183,7 +209,7 @@ class EnvelopeDecoder:
                 else int(payload["ts_ms"]) * 1000
             )
             tx_id = int(source.get("txId") or 0)
-            position = _position(source.get("sequence"), lsn)
+            position = (*_position(source.get("sequence"), lsn), 1 if op == "c" else 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedEvent(f"bad source block: {exc!r}") from None
         decoder = self._row_decoder(schema if isinstance(schema, dict) else None)
@@ -209,8 +235,8 @@ class EnvelopeDecoder:
             table=table,
             op=op,
             key=key_doc,
-            before=decoder.decode(before),
-            after=decoder.decode(after),
+            before=decoder.decode(before, toast=op == "u"),
+            after=decoder.decode(after, toast=op == "u"),
             tx_id=tx_id,
             lsn=lsn,
             position=position,

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from event_processor.consumer.envelope import ChangeEvent
+from event_processor.consumer.envelope import UNAVAILABLE, ChangeEvent
 
 ORDERS = "orders"
 ORDER_CHILDREN = {"order_items": "items", "payments": "payments"}
@@ -102,6 +102,11 @@ def _replace_or_delete(
     assert event.after is not None
     row = _with_refs(event.after) if refs else dict(event.after)
     row.update(_meta(event))
+    if any(v is UNAVAILABLE for v in row.values()):
+        # Unchanged TOASTed columns are not in the event: keep the stored values.
+        available = {k: v for k, v in row.items() if v is not UNAVAILABLE}
+        key = doc_id(_pk_values(event, event.after, pk))
+        return [Projected(collection, key, Write("update", sets=available))]
     out = [
         Projected(
             collection,
@@ -122,7 +127,7 @@ def _order(event: ChangeEvent) -> list[Projected]:
         assert event.before is not None
         return [Projected(ORDERS, doc_id([event.before["id"]]), Write("delete"))]
     assert event.after is not None
-    fields = _with_refs(event.after)
+    fields = {k: v for k, v in _with_refs(event.after).items() if v is not UNAVAILABLE}
     fields.update(_meta(event))
     write = Write("update", sets=fields, creates=event.op == "c")
     return [Projected(ORDERS, doc_id([event.after["id"]]), write)]
@@ -148,6 +153,10 @@ def _order_child(name: str, event: ChangeEvent) -> list[Projected]:
             )
         )
     child = _with_refs(row)
+    if any(v is UNAVAILABLE for v in child.values()):
+        sets = {f"{path}.{k}": v for k, v in child.items() if v is not UNAVAILABLE}
+        out.append(Projected(ORDERS, order, Write("update", sets={**sets, "_lsn": event.lsn})))
+        return out
     out.append(Projected(ORDERS, order, Write("update", sets={path: child, "_lsn": event.lsn})))
     return out
 
@@ -166,9 +175,11 @@ def _generic(event: ChangeEvent) -> list[Projected]:
             Projected(collection, row_hash_id(event.before), Write("update", sets={op_path: -1}))
         )
     if event.after is not None and event.op in ("c", "r", "u"):
-        row = dict(event.after)
-        row[op_path] = 1
-        out.append(Projected(collection, row_hash_id(event.after), Write("update", sets=row)))
+        # FULL identity: an unchanged TOASTed value is in the before image.
+        before = event.before or {}
+        row = {k: (before.get(k) if v is UNAVAILABLE else v) for k, v in event.after.items()}
+        write = Write("update", sets={**row, op_path: 1})
+        out.append(Projected(collection, row_hash_id(row), write))
     return out
 
 

@@ -39,10 +39,10 @@ class Mark:
     """How far the read model has applied one Kafka partition."""
 
     offset: int
-    position: tuple[int, int]  # Debezium source position (commit-ordered)
+    position: tuple[int, int, int]  # Debezium source position (ChangeEvent.position)
 
 
-NO_MARK = Mark(-1, (-1, -1))
+NO_MARK = Mark(-1, (-1, -1, -1))
 
 
 @dataclass(slots=True)
@@ -218,7 +218,8 @@ class MongoSink:
                 "position read", functools.partial(coll.find_one, {"_id": key})
             )
             if doc:
-                out[key] = Mark(int(doc["offset"]), (int(doc["seq"]), int(doc["lsn"])))
+                position = (int(doc["seq"]), int(doc["lsn"]), int(doc.get("rank", 0)))
+                out[key] = Mark(int(doc["offset"]), position)
         return out
 
     def save_positions(self, positions: dict[str, Mark]) -> None:
@@ -228,13 +229,21 @@ class MongoSink:
         ops = [
             ReplaceOne(
                 {"_id": k},
-                {"offset": m.offset, "seq": str(m.position[0]), "lsn": str(m.position[1])},
+                {
+                    "offset": m.offset,
+                    "seq": str(m.position[0]),
+                    "lsn": str(m.position[1]),
+                    "rank": m.position[2],
+                },
                 upsert=True,
             )
             for k, m in positions.items()
         ]
         coll = self.db[POSITIONS_COLLECTION]
-        self._retrying("position write", lambda: coll.bulk_write(ops, ordered=False))
+        step = self.max_ops_per_command  # the same FerretDB pool limit as write()
+        for i in range(0, len(ops), step):
+            chunk = functools.partial(coll.bulk_write, ops[i : i + step], ordered=False)
+            self._retrying("position write", chunk)
 
     def close(self) -> None:
         self.client.close()

@@ -21,8 +21,8 @@ from event_processor.consumer.projection import POSITIONS_COLLECTION
 from event_processor.settings import Settings
 from event_processor.verify.drain import KafkaProgress, wait_for_drain
 
-Position = tuple[int, int]
-NO_POSITION: Position = (-1, -1)
+Position = tuple[int, int, int]  # ChangeEvent.position
+NO_POSITION: Position = (-1, -1, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,12 @@ def write_positions(db: Any, positions: dict[str, Applied]) -> None:
     ops = [
         ReplaceOne(
             {"_id": k},
-            {"offset": m.offset, "seq": str(m.position[0]), "lsn": str(m.position[1])},
+            {
+                "offset": m.offset,
+                "seq": str(m.position[0]),
+                "lsn": str(m.position[1]),
+                "rank": m.position[2],
+            },
             upsert=True,
         )
         for k, m in positions.items()
