@@ -19,6 +19,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 
 from event_processor.consumer.dlq import DeadLetters
 from event_processor.consumer.envelope import (
@@ -116,7 +117,13 @@ class ConsumerRunner:
         idle_since = time.monotonic()
         try:
             while not self.stopping:
-                polled = self.consumer.poll(timeout_ms=200)
+                try:
+                    polled = self.consumer.poll(timeout_ms=200)
+                except KafkaError as exc:
+                    # The broker went away or the group is rebalancing: keep trying.
+                    log.warning("poll failed (%s); retrying", exc)
+                    time.sleep(0.5)
+                    continue
                 if not polled:
                     if (
                         self.options.idle_exit_s
@@ -182,7 +189,14 @@ class ConsumerRunner:
         self.positions.update(advanced)
         self.sink.save_positions(advanced)
         self.dead_letters.flush()
-        self.consumer.commit()
+        try:
+            self.consumer.commit()
+        except KafkaError as exc:
+            # A rebalance or a broker restart: the group moved on. Nothing is lost: the
+            # new owner replays from the last commit, and positions skip what we wrote.
+            log.warning(
+                "offset commit failed (%s); the next owner replays from the last commit", exc
+            )
         timing_started = time.perf_counter()
         cid = self.options.consumer_id
         # Rows in TimingRecord field order, built without objects: once per event.

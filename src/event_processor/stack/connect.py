@@ -183,8 +183,13 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
     """PUT the connector's config (idempotent) and wait until its task runs."""
     base = settings.connect_endpoint()
     url = f"{base}/connectors/{settings.connector_name}/config"
+    wanted = connector_config(settings)
     try:
-        _http("PUT", url, connector_config(settings), timeout=30)
+        # Re-PUTting an unchanged config restarts the task for nothing (and, right after
+        # a worker restart, races its recovery): only write when something differs.
+        current = _current_config(url)
+        if current is None or any(current.get(k) != v for k, v in wanted.items()):
+            _http("PUT", url, wanted, timeout=30)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:400]
         raise StackError(
@@ -212,6 +217,16 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
         time.sleep(0.3)
     raise StackError("debezium", f"connector not running after {timeout_s:.0f} s (state {state})",
                      "read the Connect log")  # fmt: skip
+
+
+def _current_config(url: str) -> dict[str, str] | None:
+    try:
+        config: dict[str, str] = _http("GET", url, timeout=10)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    return config
 
 
 def health(settings: Settings) -> tuple[bool, str, str]:

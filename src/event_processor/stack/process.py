@@ -56,9 +56,11 @@ def is_ours_alive(record: PidRecord | None) -> bool:
         stat = Path(f"/proc/{record.pid}/stat").read_text()
     except OSError:
         return False
-    if stat.split(") ", 1)[-1].startswith("Z"):  # a zombie is gone
+    if stat.split(") ", 1)[-1].startswith(("Z", "X")):  # a zombie is gone
         return False
-    return record.marker.encode() in cmdline
+    # An empty cmdline is a process between fork and exec (or exiting): still ours. A
+    # recycled PID shows another program's non-empty cmdline.
+    return not cmdline.strip() or record.marker.encode() in cmdline
 
 
 def rss_mb(pid: int) -> float | None:
