@@ -52,7 +52,7 @@ def test_port_in_use_names_component_and_fix() -> None:
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(StackError) as err:
-            process.ensure_port_free("kafka", port, "EP_KAFKA_PORT")
+            process.ensure_port_free("kafka", port, "EP_KAFKA_PORT", grace_s=0.5)
     text = err.value.one_line()
     assert text.startswith("kafka:") and str(port) in text and "EP_KAFKA_PORT" in text
 

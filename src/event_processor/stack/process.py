@@ -79,7 +79,12 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
     return False
 
 
-def ensure_port_free(component: str, port: int, env_var: str) -> None:
+def ensure_port_free(component: str, port: int, env_var: str, grace_s: float = 10) -> None:
+    # A killed JVM's leader thread is a zombie before its other threads have closed
+    # their sockets: give a port we may just have freed a few seconds.
+    deadline = time.monotonic() + grace_s
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if port_open(port):
         raise StackError(
             component,
