@@ -19,7 +19,9 @@ from kafka import KafkaConsumer
 from event_processor.settings import get_settings
 from event_processor.source.schema import apply_schema
 from event_processor.stack.connect import _http, connector_config
-from scripts.record_fixtures import OUT
+from event_processor.settings import PROJECT_ROOT
+
+OUT = PROJECT_ROOT / "tests" / "fixtures" / "debezium" / "events.jsonl"
 
 NAME, PREFIX, SLOT = "ep-fixture-snapshot", "fx", "fx_slot"
 
@@ -39,9 +41,11 @@ def main() -> None:
     config.update({
         "topic.prefix": PREFIX, "slot.name": SLOT, "publication.name": f"{SLOT}_pub",
         "publication.autocreate.mode": "filtered", "table.include.list": "public.customers",
-        "snapshot.mode": "initial", "transforms": "", "predicates": "",
-        "message.key.columns": "",
+        "snapshot.mode": "initial",
     })  # fmt: skip
+    for key in [k for k in config if k.startswith(("transforms", "predicates"))]:
+        del config[key]
+    del config["message.key.columns"]
     base = f"{settings.connect_endpoint()}/connectors/{NAME}"
     _http("PUT", f"{base}/config", config, timeout=30)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers(), group_id=None,
@@ -56,7 +60,7 @@ def main() -> None:
                     record = m
     consumer.close()
     req = urllib.request.Request(base, method="DELETE")
-    urllib.request.urlopen(req, timeout=30).close()  # noqa: S310 - our endpoint
+    urllib.request.urlopen(req, timeout=30).close()
     time.sleep(2)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots "

@@ -246,3 +246,13 @@ def test_a_primary_key_update_is_not_mistaken_for_a_duplicate() -> None:
     )
     assert delete is not None and create is not None
     assert create.position > delete.position
+
+
+def test_snapshot_reads_project_like_creates() -> None:
+    snapshot = [e for e in _events("customers") if e.op == "r"]
+    assert snapshot, "the fixture should contain a recorded snapshot (op r) event"
+    event = snapshot[0]
+    assert event.after is not None and event.after["full_name"] == "Snap Shot"
+    folded = fold(project(event))["customers"][str(event.after["id"])]
+    assert folded.kind == "replace" and folded.doc is not None
+    assert folded.doc["address"] == {"city": "Porto"}
