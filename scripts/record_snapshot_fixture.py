@@ -16,10 +16,9 @@ import urllib.request
 import psycopg2
 from kafka import KafkaConsumer
 
-from event_processor.settings import get_settings
+from event_processor.settings import PROJECT_ROOT, get_settings
 from event_processor.source.schema import apply_schema
 from event_processor.stack.connect import _http, connector_config
-from event_processor.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / "tests" / "fixtures" / "debezium" / "events.jsonl"
 
