@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +135,29 @@ def fold(projected: Iterable[Projected]) -> dict[str, dict[str, Folded]]:
     return out
 
 
+def position_ops(positions: Mapping[str, Mark]) -> list[ReplaceOne[Any]]:
+    """Writes of per-partition marks to ``_ep_positions`` (the one stored format)."""
+    # LSNs are unsigned 64-bit: stored as text so no backend truncates them.
+    return [
+        ReplaceOne(
+            {"_id": key},
+            {
+                "offset": m.offset,
+                "seq": str(m.position[0]),
+                "lsn": str(m.position[1]),
+                "rank": m.position[2],
+            },
+            upsert=True,
+        )
+        for key, m in positions.items()
+    ]
+
+
+def chunked(ops: list[Any], step: int) -> list[list[Any]]:
+    """Commands of at most ``step`` statements (see MongoSink.write on FerretDB's pool)."""
+    return [ops[i : i + step] for i in range(0, len(ops), step)]
+
+
 class MongoSink:
     """Bulk writes to the read model with retries on transient failures."""
 
@@ -223,27 +246,9 @@ class MongoSink:
         return out
 
     def save_positions(self, positions: dict[str, Mark]) -> None:
-        if not positions:
-            return
-        # LSNs are unsigned 64-bit: stored as text so no backend truncates them.
-        ops = [
-            ReplaceOne(
-                {"_id": k},
-                {
-                    "offset": m.offset,
-                    "seq": str(m.position[0]),
-                    "lsn": str(m.position[1]),
-                    "rank": m.position[2],
-                },
-                upsert=True,
-            )
-            for k, m in positions.items()
-        ]
         coll = self.db[POSITIONS_COLLECTION]
-        step = self.max_ops_per_command  # the same FerretDB pool limit as write()
-        for i in range(0, len(ops), step):
-            chunk = functools.partial(coll.bulk_write, ops[i : i + step], ordered=False)
-            self._retrying("position write", chunk)
+        for ops in chunked(position_ops(positions), self.max_ops_per_command):
+            self._retrying("position write", functools.partial(coll.bulk_write, ops, ordered=False))
 
     def close(self) -> None:
         self.client.close()

@@ -109,24 +109,11 @@ def last_positions(
 
 def write_positions(db: Any, positions: dict[str, Applied]) -> None:
     """Store marks in the consumer's format (``MongoSink.save_positions``)."""
-    from pymongo import ReplaceOne
+    from event_processor.consumer.writer import Mark, chunked, position_ops
 
-    if not positions:
-        return
-    ops = [
-        ReplaceOne(
-            {"_id": k},
-            {
-                "offset": m.offset,
-                "seq": str(m.position[0]),
-                "lsn": str(m.position[1]),
-                "rank": m.position[2],
-            },
-            upsert=True,
-        )
-        for k, m in positions.items()
-    ]
-    db[POSITIONS_COLLECTION].bulk_write(ops, ordered=False)
+    marks = {k: Mark(a.offset, a.position) for k, a in positions.items()}
+    for ops in chunked(position_ops(marks), 16):
+        db[POSITIONS_COLLECTION].bulk_write(ops, ordered=False)
 
 
 def reset_read_model(settings: Settings, timeout_s: float = 60.0, quiet_s: float = 0.5) -> Baseline:
