@@ -172,5 +172,6 @@ def health(uri: str) -> tuple[bool, str]:
     try:
         _ready(uri)
     except PyMongoError as exc:
-        return False, f"{type(exc).__name__}: {str(exc)[:200]}"
+        # pymongo appends its whole topology description: the first clause says it.
+        return False, f"{type(exc).__name__}: {str(exc).split(' (configured timeouts')[0][:160]}"
     return True, "ready"

@@ -61,14 +61,12 @@ def up(settings: Settings, say: Callable[[str, str], None] | None = None) -> UpR
         if say:
             say(name, f"external, {detail}")
 
+    # Every configured endpoint is checked before anything local starts: a bad one
+    # must not leave a half-started stack behind.
     if settings.pg_external:
         external("postgres", lambda: postgres.health(settings.postgres_dsn()), "(EP_PG_DSN)")
-    else:
-        step("postgres", lambda: postgres.start(settings))
     if settings.kafka_external:
         external("kafka", lambda: kafka.health(settings.kafka_servers()), settings.kafka_servers())
-    else:
-        step("kafka", lambda: kafka.start(settings, provision_log))
     if settings.connect_external:
 
         def connect_check() -> tuple[bool, str]:
@@ -76,11 +74,15 @@ def up(settings: Settings, say: Callable[[str, str], None] | None = None) -> UpR
             return (ok or detail == "ready"), detail
 
         external("connect", connect_check, settings.connect_endpoint())
-    else:
-        step("connect", lambda: connect.start(settings, provision_log))
     if settings.mongo_external:
         external("mongo", lambda: ferretdb.health(settings.mongodb_uri()), "(EP_MONGO_URI)")
-    else:
+    if not settings.pg_external:
+        step("postgres", lambda: postgres.start(settings))
+    if not settings.kafka_external:
+        step("kafka", lambda: kafka.start(settings, provision_log))
+    if not settings.connect_external:
+        step("connect", lambda: connect.start(settings, provision_log))
+    if not settings.mongo_external:
         step("ferretdb", lambda: ferretdb.start(settings, provision_log))
     step("debezium", lambda: "connector " + connect.register_connector(settings))
     report.seconds = time.monotonic() - started
