@@ -186,23 +186,6 @@ def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bo
     return bool(predicate())
 
 
-def group_assignment(settings: Settings, group: str) -> dict[str, set[str]]:
-    """client id -> the topics it was assigned, as the group coordinator sees it."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
-    try:
-        info = admin.describe_groups([group]).get(group, {})
-    finally:
-        admin.close()
-    if info.get("group_state") != "Stable":
-        return {}
-    return {
-        m["client_id"]: {a["topic"] for a in m["member_assignment"]["assigned_partitions"]}
-        for m in info.get("members", [])
-    }
-
-
 def group_lag(settings: Settings, group: str) -> int:
     """Messages the group has not committed yet over the change topics."""
     import re

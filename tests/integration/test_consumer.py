@@ -13,7 +13,8 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from event_processor.consumer.timings import TimingCollector
 from event_processor.metrics.timing import TimingRecord
-from event_processor.pytest_plugin import group_assignment, group_lag, wait_until
+from event_processor.perf.consumer import group_assignment
+from event_processor.pytest_plugin import group_lag, wait_until
 from event_processor.settings import Settings
 from event_processor.source.schema import apply_schema
 

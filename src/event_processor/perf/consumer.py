@@ -83,8 +83,9 @@ def commit_at_end(settings: Settings, group: str, topics: list[str]) -> int:
         consumer.close(autocommit=False)
 
 
-def assigned_topics(settings: Settings, group: str) -> set[str]:
-    """Topics assigned to the members of a Stable group (empty while rebalancing)."""
+def group_assignment(settings: Settings, group: str) -> dict[str, set[str]]:
+    """client id -> the topics it was assigned, as the group coordinator sees it
+    (empty while the group is rebalancing)."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
@@ -93,12 +94,16 @@ def assigned_topics(settings: Settings, group: str) -> set[str]:
     finally:
         admin.close()
     if info.get("group_state") != "Stable":
-        return set()
-    topics: set[str] = set()
-    for member in info.get("members", []):
-        for a in member["member_assignment"]["assigned_partitions"]:
-            topics.add(a["topic"])
-    return topics
+        return {}
+    return {
+        m["client_id"]: {a["topic"] for a in m["member_assignment"]["assigned_partitions"]}
+        for m in info.get("members", [])
+    }
+
+
+def assigned_topics(settings: Settings, group: str) -> set[str]:
+    """Topics assigned to the members of a Stable group (empty while rebalancing)."""
+    return set().union(*group_assignment(settings, group).values())
 
 
 def active_members(settings: Settings, group: str) -> int:

@@ -158,14 +158,19 @@ def stop(settings: Settings) -> bool:
     return process.stop_pid(process.read_pid(settings.state_dir, SERVICE), timeout_s=60)
 
 
-def connector_status(settings: Settings) -> dict[str, Any] | None:
-    url = f"{settings.connect_endpoint()}/connectors/{settings.connector_name}/status"
+def _get_or_none(url: str, timeout: float) -> Any:
+    """GET a Connect resource; None when it does not exist (404)."""
     try:
-        status: dict[str, Any] = _http("GET", url, timeout=5)
+        return _http("GET", url, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
         raise
+
+
+def connector_status(settings: Settings) -> dict[str, Any] | None:
+    url = f"{settings.connect_endpoint()}/connectors/{settings.connector_name}/status"
+    status: dict[str, Any] | None = _get_or_none(url, timeout=5)
     return status
 
 
@@ -187,7 +192,7 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
     try:
         # Re-PUTting an unchanged config restarts the task for nothing (and, right after
         # a worker restart, races its recovery): only write when something differs.
-        current = _current_config(url)
+        current = _get_or_none(url, timeout=10)
         if current is None or any(current.get(k) != v for k, v in wanted.items()):
             _http("PUT", url, wanted, timeout=30)
     except urllib.error.HTTPError as exc:
@@ -217,16 +222,6 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
         time.sleep(0.3)
     raise StackError("debezium", f"connector not running after {timeout_s:.0f} s (state {state})",
                      "read the Connect log")  # fmt: skip
-
-
-def _current_config(url: str) -> dict[str, str] | None:
-    try:
-        config: dict[str, str] = _http("GET", url, timeout=10)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    return config
 
 
 def health(settings: Settings) -> tuple[bool, str, str]:
