@@ -103,6 +103,8 @@ def down(settings: Settings, purge: bool = False) -> list[tuple[str, str]]:
         result.append((name, "stopped" if stopped else "not running"))
     if purge:
         for name in SERVICES:
+            if name in ("postgres", "ferretdb-pg"):
+                shutil.rmtree(postgres.cluster_dir(settings, name), ignore_errors=True)
             shutil.rmtree(settings.state_dir / name, ignore_errors=True)
         shutil.rmtree(settings.state_dir / "pids", ignore_errors=True)
         result.append(("state", f"purged {settings.state_dir}"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import psycopg2
@@ -49,6 +51,28 @@ def ensure_installed(log: Path) -> None:
     )
 
 
+def cluster_dir(settings: Settings, service: str) -> Path:
+    """Where a cluster of ours lives: in the state folder when the `postgres` user can
+    reach it, else (a checkout under a private folder, e.g. mode 0700) in a folder of
+    /var/lib named after the state folder, so two checkouts never share one."""
+    base = settings.state_dir / service
+    base.mkdir(parents=True, exist_ok=True)
+    _chown_postgres(base)
+    reachable = (
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-w", str(base)], check=False
+        ).returncode
+        == 0
+    )
+    if reachable:
+        return base
+    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:12]
+    outside = Path("/var/lib/event-processor") / digest / service
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    (base / "LOCATION").write_text(f"{outside}\n")  # for people looking for the data
+    return outside
+
+
 def start_instance(
     settings: Settings,
     service: str,
@@ -58,13 +82,13 @@ def start_instance(
     extra: list[str],
 ) -> str:
     """Start (initialising on first use) a PostgreSQL cluster of ours on 127.0.0.1."""
-    base = settings.state_dir / service
-    data, run, log = base / "data", base / "run", base / f"{service}.log"
     record = process.read_pid(settings.state_dir, service)
     if process.is_ours_alive(record):
         return f"already running (pid {record.pid if record else '?'})"
     process.ensure_port_free(service, port, port_env)
     ensure_installed(settings.state_dir / "provision.log")
+    base = cluster_dir(settings, service)
+    data, run, log = base / "data", base / "run", base / f"{service}.log"
     for d in (base, run):
         d.mkdir(parents=True, exist_ok=True)
         _chown_postgres(d)
