@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=3, ge=1, le=64)
 
     # Debezium / Connect producer tuning (measured: see README "Tuning").
-    poll_interval_ms: int = Field(default=10, ge=1)
+    poll_interval_ms: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=2048, ge=1)
     max_queue_size: int = Field(default=8192, ge=2)
     producer_linger_ms: int = Field(default=0, ge=0)
@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(default=5, ge=0)
     # Write statements per MongoDB command (see consumer/writer.py: FerretDB's pool).
     mongo_ops_per_command: int = Field(default=16, ge=1)
+    # Commands in flight at once: the store works on several connections in parallel.
+    mongo_write_concurrency: int = Field(default=4, ge=1)
     dlq_topic: str = "ep.dlq"
     timings_topic: str = "ep.timings"
 

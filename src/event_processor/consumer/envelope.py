@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 # Kafka's record timestamp type for broker append time.
 LOG_APPEND_TIME = 1
 EPOCH_DATE = dt.date(1970, 1, 1)
@@ -174,10 +176,7 @@ class EnvelopeDecoder:
         """A ChangeEvent, or None for a tombstone (a delete's follow-up, nothing to do)."""
         if value is None:
             return None
-        try:
-            doc = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedEvent(f"value is not JSON: {exc}") from None
+        doc = _loads(value, "value")
         if not isinstance(doc, dict):
             raise MalformedEvent("value is not a JSON object")
         if "payload" in doc and "schema" in doc:
@@ -224,10 +223,7 @@ class EnvelopeDecoder:
             raise MalformedEvent("delete without a before image")
         key_doc = None
         if key is not None:
-            try:
-                parsed = json.loads(key)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise MalformedEvent("key is not JSON") from None
+            parsed = _loads(key, "key")
             if isinstance(parsed, dict) and "payload" in parsed and "schema" in parsed:
                 parsed = parsed["payload"]
             key_doc = parsed if isinstance(parsed, dict) else None
@@ -246,6 +242,19 @@ class EnvelopeDecoder:
 
 
 _PLAIN = RowDecoder(None)
+
+
+def _loads(raw: bytes, what: str) -> Any:
+    """Parse with orjson (schema-carrying envelopes are large: ~3x faster than json);
+    the standard parser is the fallback for what orjson refuses, e.g. integers beyond
+    64 bits, so both accept the same documents."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedEvent(f"{what} is not JSON: {exc}") from None
 
 
 def _position(sequence: Any, lsn: int) -> tuple[int, int]:

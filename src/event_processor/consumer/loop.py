@@ -75,7 +75,11 @@ class ConsumerRunner:
         self.stopping = False
         self.telemetry = ConsumerTelemetry(self._metrics_port())
         self.sink = MongoSink(
-            settings.mongodb_uri(), settings.mongo_database, on_retry=self.telemetry.retry
+            settings.mongodb_uri(),
+            settings.mongo_database,
+            on_retry=self.telemetry.retry,
+            max_ops_per_command=settings.mongo_ops_per_command,
+            write_concurrency=settings.mongo_write_concurrency,
         )
         self.positions: dict[str, Mark] = {}
         self.producer = KafkaProducer(
@@ -102,6 +106,7 @@ class ConsumerRunner:
         )
         self.consumer.subscribe(pattern=settings.change_topic_pattern(), listener=_Rebalance(self))
         self.batches = 0
+        self._batch_open = False  # a batch was polled but not completely written
 
     def _metrics_port(self) -> int:
         if self.options.metrics_port is not None:
@@ -148,6 +153,7 @@ class ConsumerRunner:
         already published."""
         t3 = wall_us()
         started = time.perf_counter()
+        self._batch_open = True
         projected: list[Projected] = []
         pending: list[tuple[ChangeEvent, Any, list[Projected]]] = []
         advanced: dict[str, Mark] = {}
@@ -189,14 +195,13 @@ class ConsumerRunner:
         self.positions.update(advanced)
         self.sink.save_positions(advanced)
         self.dead_letters.flush()
+        # Asynchronous: the positions just written are the authoritative watermark, so a
+        # commit that fails or is overtaken (a rebalance, a broker restart) only means
+        # the next owner re-reads a little, and the positions skip it. Nothing is lost.
         try:
-            self.consumer.commit()
+            self.consumer.commit_async(callback=_log_commit_failure)
         except KafkaError as exc:
-            # A rebalance or a broker restart: the group moved on. Nothing is lost: the
-            # new owner replays from the last commit, and positions skip what we wrote.
-            log.warning(
-                "offset commit failed (%s); the next owner replays from the last commit", exc
-            )
+            _log_commit_failure({}, exc)
         timing_started = time.perf_counter()
         cid = self.options.consumer_id
         # Rows in TimingRecord field order, built without objects: once per event.
@@ -207,6 +212,7 @@ class ConsumerRunner:
              e.debezium_ts_us, m.timestamp * 1000, t3, t4, t5, m.partition, m.offset, cid]
             for e, m, w in pending
         ]  # fmt: skip
+        self._batch_open = False
         self.timings.publish_rows(rows)
         self.telemetry.applied_rows(rows)
         # The harness's own cost: building, publishing and counting timing records,
@@ -245,11 +251,20 @@ class ConsumerRunner:
     def close(self) -> None:
         try:
             self.producer.flush(timeout=10)
+            if not self._batch_open:  # everything polled is written: commit it for sure
+                self.consumer.commit()
+        except KafkaError as exc:
+            _log_commit_failure({}, exc)
         finally:
             self.consumer.close(autocommit=False)
             self.producer.close(timeout=5)
             self.sink.close()
             self.telemetry.close()
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("offset commit failed (%s); the next owner re-reads from there", response)
 
 
 def topic_matches(settings: Settings, topic: str) -> bool:

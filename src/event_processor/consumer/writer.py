@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,8 +168,10 @@ class MongoSink:
         database: str,
         on_retry: Callable[[str], None] | None = None,
         max_ops_per_command: int = 16,
+        write_concurrency: int = 4,
     ) -> None:
         self.max_ops_per_command = max_ops_per_command
+        self._pool = ThreadPoolExecutor(write_concurrency, thread_name_prefix="mongo-write")
         self.client: MongoClient[dict[str, Any]] = MongoClient(
             uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=3000, socketTimeoutMS=30000
         )
@@ -192,36 +195,56 @@ class MongoSink:
         return wrapped()
 
     def write(self, folded: dict[str, dict[str, Folded]]) -> int:
-        """Apply the folded writes; returns the number of operations acknowledged."""
+        """Apply the folded writes; returns the number of operations acknowledged.
+
+        Commands run concurrently on ``write_concurrency`` connections: FerretDB runs
+        each command's statements one after the other (a query and a write per update),
+        so one connection at a time leaves the store's cores idle. A document appears
+        once per batch, so commands never race on one document.
+        """
         count = 0
+        inserting: list[tuple[str, dict[str, Folded], dict[str, dict[str, Any]], Future[Any]]] = []
+        jobs: list[Future[Any]] = []
         for collection, docs in folded.items():
             coll = self.db[collection]
             inserts = {i: d for i, f in docs.items() if (d := f.insertable()) is not None}
-            failed = self._insert_new(coll, inserts) if inserts else set()
+            if inserts:
+                future = self._pool.submit(self._insert_new, coll, inserts)
+                inserting.append((collection, docs, inserts, future))
             ops = [
                 op
                 for doc_id, f in docs.items()
-                if (doc_id not in inserts or doc_id in failed)
-                and (op := f.operation(doc_id)) is not None
+                if doc_id not in inserts and (op := f.operation(doc_id)) is not None
             ]
-            count += len(inserts) - len(failed)
-            if not ops:
-                continue
-            # FerretDB 1.24 keeps one PostgreSQL connection per update statement open
-            # until the whole command ends (a deferred close inside its loop); a command
-            # with more statements than its pool has connections never finishes. Each
-            # document appears once per batch, so chunking cannot reorder its writes.
-            step = self.max_ops_per_command
-            for i in range(0, len(ops), step):
-                write = functools.partial(coll.bulk_write, ops[i : i + step], ordered=False)
-                self._retrying(f"bulk write to {collection}", write)
+            jobs += self._submit_ops(collection, ops)
             count += len(ops)
+        for collection, docs, inserts, future in inserting:
+            failed: set[str] = future.result()
+            # Already there (a replay, a reused key): fall back to the update path.
+            ops = [op for doc_id in failed if (op := docs[doc_id].operation(doc_id)) is not None]
+            jobs += self._submit_ops(collection, ops)
+            count += len(inserts) - len(failed) + len(ops)
+        for job in jobs:
+            job.result()  # its exception (after the retries inside it) propagates
         return count
+
+    def _submit_ops(self, collection: str, ops: list[MongoOp]) -> list[Future[Any]]:
+        # FerretDB 1.24 keeps one PostgreSQL connection per update statement open
+        # until the whole command ends (a deferred close inside its loop); a command
+        # with more statements than its pool has connections never finishes.
+        coll = self.db[collection]
+        return [
+            self._pool.submit(
+                self._retrying,
+                f"bulk write to {collection}",
+                functools.partial(coll.bulk_write, chunk, ordered=False),
+            )
+            for chunk in chunked(ops, self.max_ops_per_command)
+        ]
 
     def _insert_new(self, coll: Any, docs: dict[str, dict[str, Any]]) -> set[str]:
         """Insert documents the batch created (one batched command on FerretDB, where an
-        update costs a query and a write each). Returns the ids that already existed
-        (a replay, or a reused key): those fall back to the update path."""
+        update costs a query and a write each). Returns the ids that already existed."""
         batch = [{"_id": doc_id, **doc} for doc_id, doc in docs.items()]
         try:
             write = functools.partial(coll.insert_many, batch, ordered=False)
@@ -251,4 +274,5 @@ class MongoSink:
             self._retrying("position write", functools.partial(coll.bulk_write, ops, ordered=False))
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self.client.close()
