@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     from event_processor.perf.commands import add_subcommands as add_perf_subcommands
 
     add_perf_subcommands(sub)  # load, report
+    from event_processor.dashboard.attach import add_subcommand as add_dashboard_subcommand
+
+    add_dashboard_subcommand(sub)
     return parser
 
 
