@@ -269,9 +269,17 @@ class MongoSink:
         return out
 
     def save_positions(self, positions: dict[str, Mark]) -> None:
+        # One command per partition, all at once: on FerretDB each upsert is a query and
+        # a write, so a single command of several would serialize them after the batch.
         coll = self.db[POSITIONS_COLLECTION]
-        for ops in chunked(position_ops(positions), self.max_ops_per_command):
-            self._retrying("position write", functools.partial(coll.bulk_write, ops, ordered=False))
+        jobs = [
+            self._pool.submit(
+                self._retrying, "position write", functools.partial(coll.bulk_write, [op])
+            )
+            for op in position_ops(positions)
+        ]
+        for job in jobs:
+            job.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

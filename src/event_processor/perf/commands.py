@@ -207,8 +207,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if unknown:
         raise ScenarioError(f"unknown scenario {unknown[0]!r}; known: {', '.join(scenarios)}")
     outcomes = []
+    reports_dir = args.reports or default_reports_dir()
     for name in names:
         err.rule(f"[bold]{name}[/]: {scenarios[name].events} events at {scenarios[name].rate:g}/s")
+        svg = reports_dir / f"dashboard-{name}.svg"
+        svg.unlink(missing_ok=True)
         outcomes.append(
             run_scenario(
                 settings,
@@ -217,9 +220,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 on_progress=lambda msg: err.print(f"[dim]{msg}[/]"),
                 console=err,
                 progress=args.no_dashboard,
+                dashboard_svg=svg,
             )
         )
-    reports_dir = args.reports or default_reports_dir()
+        if svg.exists():
+            err.print(f"dashboard capture: {svg}", soft_wrap=True)
     latest, _stamped, html = write_reports(outcomes, reports_dir)
     doc = document_for(outcomes)
     err.rule("[bold]summary[/]")

@@ -477,6 +477,7 @@ def run_scenario(
     verify_json: Path | None = None,
     plots: bool = True,
     check: bool = True,
+    dashboard_svg: Path | None = None,
 ) -> ScenarioOutcome:
     """Run ``scenario`` from a clean state and gate it (see the module docstring).
 
@@ -523,6 +524,11 @@ def run_scenario(
             sends, timings, delivered = _drive(
                 settings, scenario, plan, metrics, thread, console, progress, run_load
             )
+            if metrics is not None and dashboard_svg is not None:
+                # The last frame of the live dashboard, as the run ended (README capture).
+                from event_processor.dashboard.live import DashboardRunner
+
+                DashboardRunner(metrics).export_svg(dashboard_svg, title=scenario.name)
         finally:
             thread.stop()
 
