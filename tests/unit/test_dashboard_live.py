@@ -6,6 +6,7 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -122,3 +123,19 @@ def test_export_svg(tmp_path: Path) -> None:
     assert "event-processor" in svg
     assert "Latency" in svg
     assert "#" in svg.split("<style>")[-1]  # styled: colours survive the export
+
+
+def test_frame_cost(benchmark: Any) -> None:
+    """One dashboard frame (snapshot + render at 120 columns) with 20,000 events recorded:
+    the live view's cost is this times its refresh rate (measured, not asserted; the
+    README quotes it)."""
+    from event_processor.dashboard.views import render_dashboard
+
+    metrics = make_metrics(20_000)
+    sink = Console(file=io.StringIO(), force_terminal=True, width=120, color_system="truecolor")
+
+    def frame() -> None:
+        sink.print(render_dashboard(metrics.snapshot()))
+
+    benchmark(frame)
+    assert sink.file.tell() > 0
