@@ -234,6 +234,7 @@ def sweep_plot(
     if np.all(np.concatenate([p50, p99]) > 0):
         ax.set_yscale("log")
     ax.set_xticks(x)
+    ax.margins(x=0.15)
     ax.set_xticklabels(labels, rotation=20 if len(points) > 3 else 0, ha="right"
                        if len(points) > 3 else "center", fontsize="small")  # fmt: skip
     ax.set_ylabel("latency (ms)")
