@@ -71,6 +71,10 @@ def add_subcommands(sub: Any) -> None:
                         help="result document to show (default reports/latest.json)")  # fmt: skip
     report.set_defaults(func=cmd_report)
 
+    from event_processor.perf.tuning_commands import add_subcommands as add_tuning
+
+    add_tuning(sub)  # sweep, capacity
+
 
 def default_slos(path: Path | None = None) -> dict[str, float]:
     """The ``[defaults.slo]`` targets of the scenarios file (for custom runs)."""
@@ -84,11 +88,14 @@ def default_slos(path: Path | None = None) -> dict[str, float]:
     return validate_targets(raw) if isinstance(raw, dict) else {}
 
 
-def resolve_scenario(args: argparse.Namespace, scenarios_path: Path | None = None) -> Scenario:
-    """The scenario a `load` command line asks for; bad input is a one-line ConfigError."""
+def resolve_scenario(
+    args: argparse.Namespace, scenarios_path: Path | None = None, *, component: str = "load"
+) -> Scenario:
+    """The scenario a `load` (or `sweep`) command line asks for; bad input is a one-line
+    ConfigError naming ``component``."""
     custom = args.events is not None or args.rate is not None
     if args.scenario and custom:
-        raise ConfigError("load", "give either --scenario or --events/--rate, not both")
+        raise ConfigError(component, "give either --scenario or --events/--rate, not both")
     overrides = parse_overrides(args.slo) if args.slo else {}
     if args.scenario:
         scenario = select(load_scenarios(scenarios_path), args.scenario)
@@ -102,18 +109,18 @@ def resolve_scenario(args: argparse.Namespace, scenarios_path: Path | None = Non
     if args.events is None or args.rate is None:
         names = ", ".join(load_scenarios(scenarios_path))
         raise ConfigError(
-            "load", "no scenario given", f"use --scenario NAME ({names}) or --events N --rate R"
+            component, "no scenario given", f"use --scenario NAME ({names}) or --events N --rate R"
         )
     if args.events < 1:
-        raise ConfigError("load", f"--events must be at least 1, got {args.events}")
+        raise ConfigError(component, f"--events must be at least 1, got {args.events}")
     if not args.rate > 0:
-        raise ConfigError("load", f"--rate must be above 0, got {args.rate:g}")
+        raise ConfigError(component, f"--rate must be above 0, got {args.rate:g}")
     warmup = args.warmup or 0
     if not 0 <= warmup < args.events:
-        raise ConfigError("load", f"--warmup must be in 0..{args.events - 1}, got {warmup}")
+        raise ConfigError(component, f"--warmup must be in 0..{args.events - 1}, got {warmup}")
     timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
     if not timeout > 0:
-        raise ConfigError("load", f"--timeout must be above 0, got {timeout:g}")
+        raise ConfigError(component, f"--timeout must be above 0, got {timeout:g}")
     return Scenario(
         name=CUSTOM_NAME,
         events=args.events,

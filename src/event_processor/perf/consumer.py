@@ -121,13 +121,16 @@ def active_members(settings: Settings, group: str) -> int:
 class HarnessConsumer:
     """One `event-processor consume` process the harness started; stopped by its PID."""
 
-    def __init__(self, settings: Settings, group: str, name: str, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, group: str, name: str, log_path: Path, metrics_port: int = 0
+    ) -> None:
         self.group = group
         self.name = name
         self.log_path = log_path
+        self.metrics_port = metrics_port
         argv = [
             sys.executable, "-m", "event_processor.cli", "consume",
-            "--metrics-port", "0", "--consumer-id", name, "--group", group,
+            "--metrics-port", str(metrics_port), "--consumer-id", name, "--group", group,
         ]  # fmt: skip
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - lives with the process
@@ -141,6 +144,30 @@ class HarnessConsumer:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the process used so far (Linux /proc; None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # Fields 14 and 15 (utime, stime), counted from the state field (3) after ")".
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges of the process's Prometheus endpoint, summed over labels
+        ({} without an endpoint or when it does not answer)."""
+        import urllib.request
+
+        if not self.metrics_port:
+            return {}
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        return parse_metrics(text)
 
     def last_lines(self, n: int = 5) -> str:
         try:
@@ -172,3 +199,27 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval_s)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {metric name: value summed over its labels}."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, raw = line.rpartition(" ")
+        name = head.split("{", 1)[0].strip()
+        try:
+            values[name] = values.get(name, 0.0) + float(raw)
+        except ValueError:
+            continue
+    return values
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -40,11 +40,13 @@ from event_processor.perf.consumer import (
     change_topics,
     commit_at_end,
     end_offsets,
+    free_port,
     new_group,
     wait_for,
 )
 from event_processor.report.schema import (
     Configuration,
+    HarnessCost,
     ScenarioResult,
     configuration_from_settings,
     scenario_result,
@@ -116,6 +118,10 @@ class ScenarioOutcome:
     delivered: bool = True  # every committed row change got a timing record in time
     group: str = ""
     consumer_log: str = ""
+    # The run's raw records, warm-up included, for analyses beyond the summary figures
+    # (the capacity search's backlog curve).
+    sends: list[SendRecord] = field(default_factory=list, repr=False)
+    timings: list[TimingRecord] = field(default_factory=list, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -177,6 +183,37 @@ def assemble(
 def delivered_rows(timings: list[TimingRecord], tx_ids: set[int]) -> int:
     """Distinct row changes of the run's transactions that reached MongoDB."""
     return len({t.correlation_id for t in timings if t.tx_id in tx_ids})
+
+
+def harness_cost(
+    metrics: Mapping[str, float],
+    consumer_cpu_s: float | None,
+    collector_cpu_s: float | None,
+    *,
+    dashboard: bool = False,
+) -> HarnessCost:
+    """The harness's own cost from the consumer's counters and the two CPU times."""
+    instrumentation = metrics.get("ep_instrumentation_seconds_total")
+    batch = metrics.get("ep_batch_processing_seconds_total")
+    pct = None
+    if instrumentation is not None and batch:
+        pct = round(instrumentation * 100.0 / batch, 3)
+    collector_pct = None
+    if collector_cpu_s is not None and consumer_cpu_s:
+        collector_pct = round(collector_cpu_s * 100.0 / consumer_cpu_s, 3)
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 6)
+
+    return HarnessCost(
+        instrumentation_s=r(instrumentation),
+        batch_s=r(batch),
+        instrumentation_pct=pct,
+        consumer_cpu_s=r(consumer_cpu_s),
+        collector_cpu_s=r(collector_cpu_s),
+        collector_pct=collector_pct,
+        dashboard=dashboard,
+    )
 
 
 def expected_topics(settings: Settings) -> list[str]:
@@ -302,7 +339,8 @@ def _start_consumer(settings: Settings, group: str, scenario: str) -> HarnessCon
     topics = change_topics(settings)
     commit_at_end(settings, group, topics)
     log = settings.state_dir / "logs" / "perf-consumer.log"
-    proc = HarnessConsumer(settings, group, f"perf-{scenario}", log)
+    # Its Prometheus endpoint (on a free port) tells the harness's cost at the end.
+    proc = HarnessConsumer(settings, group, f"perf-{scenario}", log, metrics_port=free_port())
     with _consumer_lock:
         _current_consumer = proc
     wanted = set(topics)
@@ -362,8 +400,10 @@ class _CollectorThread(threading.Thread):
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self.error: BaseException | None = None
+        self.cpu_s = 0.0  # CPU this thread used (the cost of collecting)
 
     def run(self) -> None:
+        started = time.thread_time()
         try:
             while not self._halt.is_set():
                 batch = list(self.collector.poll(100))
@@ -375,6 +415,8 @@ class _CollectorThread(threading.Thread):
                     self.metrics.record_many(batch)
         except BaseException as exc:  # re-raised on the harness thread
             self.error = exc
+        finally:
+            self.cpu_s = time.thread_time() - started
 
     def records(self) -> list[TimingRecord]:
         if self.error is not None:
@@ -518,6 +560,7 @@ def run_scenario(
 
         metrics = _live_metrics(scenario) if dashboard else None
         thread = _CollectorThread(collector, metrics)
+        cpu_before = consumer.cpu_seconds()  # the run's share, not start-up and seeding
         thread.start()
         say(f"load: {scenario.events} events at {scenario.rate:g}/s (seed {scenario.seed})")
         try:
@@ -531,6 +574,13 @@ def run_scenario(
                 DashboardRunner(metrics).export_svg(dashboard_svg, title=scenario.name)
         finally:
             thread.stop()
+        cpu_after = consumer.cpu_seconds()
+        cost = harness_cost(
+            consumer.metrics(),
+            None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+            thread.cpu_s,
+            dashboard=dashboard,
+        )
 
         try:
             stats = summarize_run(timings, sends, None, warmup_events=scenario.warmup_events)
@@ -549,6 +599,7 @@ def run_scenario(
     gates, baseline_gates, result = assemble(
         scenario, stats, verify.integrity_pct, baseline=baseline, tolerances=tolerances
     )
+    result.harness_cost = cost
     figures = _plots(stats, scenario) if plots else {}
     return ScenarioOutcome(
         scenario=scenario,
@@ -562,6 +613,8 @@ def run_scenario(
         delivered=delivered,
         group=group,
         consumer_log=log,
+        sends=sends,
+        timings=timings,
     )
 
 

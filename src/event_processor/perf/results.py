@@ -12,9 +12,11 @@ from event_processor.errors import ConfigError
 from event_processor.metrics.slo import parse_tolerances
 from event_processor.report.schema import (
     LATEST_NAME,
+    CapacitySection,
     Configuration,
     ResultDocument,
     ScenarioResult,
+    SweepSection,
     build_document,
     git_commit,
     load_json,
@@ -53,21 +55,32 @@ def document(
     return build_document(results, config, commit=commit)
 
 
-def document_for(outcomes: Sequence[ScenarioOutcome]) -> ResultDocument:
-    return document(
+def document_for(
+    outcomes: Sequence[ScenarioOutcome],
+    *,
+    sweep: SweepSection | None = None,
+    capacity: CapacitySection | None = None,
+) -> ResultDocument:
+    doc = document(
         [o.result for o in outcomes],
         [o.configuration for o in outcomes],
         commit=git_commit(PROJECT_ROOT),
     )
+    doc.sweep, doc.capacity = sweep, capacity
+    return doc
 
 
 def write_reports(
-    outcomes: Sequence[ScenarioOutcome], reports_dir: Path
+    outcomes: Sequence[ScenarioOutcome],
+    reports_dir: Path,
+    *,
+    sweep: SweepSection | None = None,
+    capacity: CapacitySection | None = None,
 ) -> tuple[Path, Path, Path]:
     """latest.json + a timestamped copy + a standalone HTML page; returns their paths."""
     from event_processor.report.html import render_standalone
 
-    doc = document_for(outcomes)
+    doc = document_for(outcomes, sweep=sweep, capacity=capacity)
     latest, stamped = write_json(doc, reports_dir)
     html = stamped.with_suffix(".html")
     page = render_standalone(doc, {o.scenario.name: o.plots for o in outcomes})

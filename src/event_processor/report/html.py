@@ -14,11 +14,14 @@ from typing import Any
 from event_processor.metrics.slo import METRICS, format_value
 from event_processor.report.plots import png_data_uri
 from event_processor.report.schema import (
+    CapacitySection,
     Configuration,
+    HarnessCost,
     ResultDocument,
     ScenarioResult,
     SloEntry,
     Summary,
+    SweepSection,
 )
 
 PASS_STYLE = "background:#d4edda;color:#155724;font-weight:bold"
@@ -81,11 +84,141 @@ def _figures_rows(r: ScenarioResult) -> list[str]:
     if integrity is not None:
         shown = "n/a" if integrity.measured is None else format_value(integrity.measured, "%")
         rows.append(_slo_row("integrity", shown, integrity))
+    if r.harness_cost is not None:
+        rows.append(_row(["harness cost", escape(harness_cost_text(r.harness_cost)), "", ""]))
     known = {*METRICS}
     for name, entry in r.slo.items():  # anything else gated (future metrics) still shows
         if name not in known:
             rows.append(_slo_row(name, escape(str(entry.measured)), entry))
     return rows
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} %"
+
+
+def harness_cost_text(cost: HarnessCost) -> str:
+    """One line: what measuring cost the consumer and the harness."""
+    text = (
+        f"timing records {_pct(cost.instrumentation_pct)} of consumer batch time; "
+        f"collector {_pct(cost.collector_pct)} of consumer CPU"
+    )
+    return text + (" (live dashboard on)" if cost.dashboard else "")
+
+
+def _bool(value: bool) -> str:
+    return "yes" if value else "<b>no</b>"
+
+
+def sweep_section(sweep: SweepSection) -> str:
+    """The sweep's table (one row per run) and its plot (medians per setting)."""
+    from event_processor.report.plots import sweep_plot
+
+    rows = [
+        _row(
+            [
+                escape(p.label),
+                str(p.run),
+                _ms(p.p50_ms),
+                _ms(p.p95_ms),
+                _ms(p.p99_ms),
+                f"{p.throughput_eps:.1f}",
+                "n/a" if p.success_rate is None else f"{p.success_rate * 100:.2f} %",
+                _bool(p.delivered and p.integrity_ok),
+                _bool(p.slo_passed),
+                _pct(p.harness_cost_pct),
+            ]
+        )
+        for p in sweep.points
+    ]
+    head = ("setting", "run", "p50", "p95", "p99", "row changes/s", "success", "integrity",
+            "SLOs met", "harness cost")  # fmt: skip
+    facts = (
+        f"{sweep.scenario}: {sweep.events} events at {sweep.rate:g}/s per run, "
+        f"{sweep.repeat} run(s) per setting, {sweep.mode} of "
+        + ", ".join(f"{k}={','.join(map(str, v))}" for k, v in sweep.knobs.items())
+        + "; original values (restored): "
+        + (", ".join(f"{k}={v}" for k, v in sweep.original.items()) or "-")
+    )
+    parts = [
+        '<div class="ep-sweep" id="sweep" style="font-family:sans-serif;margin:0.5em 0">',
+        "<h2>Sweep</h2>",
+        f"<p>{escape(facts)}</p>",
+    ]
+    if sweep.interrupted:
+        parts.append(f'<p style="{FAIL_STYLE}">Stopped early: {escape(sweep.interrupted)}</p>')
+    parts.append(_table(head, rows, "Runs per setting"))
+    medians = _sweep_medians(sweep)
+    if medians:
+        parts.append(_images({"Sweep: p50/p99 (median of runs) and throughput per setting":
+                              sweep_plot(medians)}))  # fmt: skip
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _sweep_medians(sweep: SweepSection) -> list[tuple[str, float, float, float]]:
+    from statistics import median
+
+    by_label: dict[str, list[Any]] = {}
+    for p in sweep.points:
+        by_label.setdefault(p.label, []).append(p)
+    return [
+        (
+            label,
+            median(p.p50_ms for p in ps),
+            median(p.p99_ms for p in ps),
+            median(p.throughput_eps for p in ps),
+        )
+        for label, ps in by_label.items()
+    ]
+
+
+def capacity_section(cap: CapacitySection) -> str:
+    """The capacity search's steps and its latency-against-rate curve."""
+    from event_processor.report.plots import latency_vs_rate
+
+    rows = [
+        _row(
+            [
+                f"{s.rate:g}",
+                f"{s.row_rate:.0f}",
+                _ms(s.p50_ms),
+                _ms(s.p99_ms),
+                f"{s.applied_rate:.0f}",
+                f"{s.sent_rate:.0f}",
+                f"{s.backlog_mid:.0f} → {s.backlog_end:.0f}",
+                f"{s.backlog_growth:.0f}",
+                "good" if s.good else "<b>bad</b>: " + escape("; ".join(s.reasons)),
+            ]
+        )
+        for s in cap.steps
+    ]
+    head = ("offered events/s", "offered rows/s", "p50", "p99", "applied events/s",
+            "sent events/s", "backlog rows (Q2 → Q4)", "backlog growth rows/s",
+            "verdict")  # fmt: skip
+    found = (
+        f"Highest sustained rate: {cap.capacity_rate:g} business events/s "
+        f"(~{cap.capacity_row_rate:.0f} row changes/s) at p99 <= {cap.p99_slo_ms:g} ms; "
+        f"{cap.limited_by}. Steps of {cap.duration_s:g} s, search from {cap.start:g} "
+        f"to at most {cap.maximum:g} events/s."
+    )
+    criteria = ", ".join(f"{k} {v:g}" for k, v in cap.criteria.items())
+    points = [(s.rate, s.p50_ms, s.p99_ms, s.applied_rate) for s in cap.steps]
+    parts = [
+        '<div class="ep-capacity" id="capacity" style="font-family:sans-serif;margin:0.5em 0">',
+        "<h2>Capacity</h2>",
+        f"<p>{escape(found)}</p>",
+        f"<p>Criteria: {escape(criteria)}.</p>",
+    ]
+    if cap.interrupted:
+        parts.append(f'<p style="{FAIL_STYLE}">Stopped early: {escape(cap.interrupted)}</p>')
+    parts.append(_table(head, rows, "Steps (in search order)"))
+    if points:
+        figure = latency_vs_rate(points, title="Latency vs offered rate (business events/s)",
+                                 slos={"p99": cap.p99_slo_ms})  # fmt: skip
+        parts.append(_images({"Capacity: p50/p99 and applied rate vs offered rate": figure}))
+    parts.append("</div>")
+    return "".join(parts)
 
 
 def _baseline_rows(r: ScenarioResult) -> list[str]:
@@ -217,6 +350,17 @@ def render_standalone(
     body = [
         f'<h1>event-processor results <span style="{style};padding:0 8px">{verdict}</span></h1>',
         f"<p>Generated {escape(doc.generated_at)} at commit <code>{commit}</code>.</p>",
+    ]
+    if doc.sweep is not None or doc.capacity is not None:
+        body.append(
+            "<p>Each run below is gated against its SLOs as any run is: a setting or rate "
+            "that misses one is a finding of the search, not a failure of it.</p>"
+        )
+    if doc.sweep is not None:
+        body.append(sweep_section(doc.sweep))
+    if doc.capacity is not None:
+        body.append(capacity_section(doc.capacity))
+    body += [
         _overview(doc),
         *(scenario_fragment(r, plots.get(r.name)) for r in doc.scenarios),
         configuration_table(doc.configuration),

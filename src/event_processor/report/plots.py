@@ -213,6 +213,42 @@ def latency_vs_rate(
     return _png(fig)
 
 
+def sweep_plot(
+    points: Sequence[tuple[str, float, float, float]],
+    *,
+    title: str = "Latency and throughput per setting",
+) -> bytes:
+    """A sweep from (setting label, p50 ms, p99 ms, row changes/s) points, in run order.
+
+    Left axis: p50/p99 latency (log when every value is above 0); right axis: throughput.
+    """
+    fig = _new_figure()
+    if not points:
+        return _no_data(fig, title)
+    labels = [p[0] for p in points]
+    p50, p99, tput = (np.asarray([p[i] for p in points], dtype=float) for i in (1, 2, 3))
+    x = np.arange(len(points))
+    ax = fig.add_subplot()
+    ax.plot(x, p50, marker="o", label="p50", color="tab:green")
+    ax.plot(x, p99, marker="o", label="p99", color="tab:red")
+    if np.all(np.concatenate([p50, p99]) > 0):
+        ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.margins(x=0.15)
+    ax.set_xticklabels(labels, rotation=20 if len(points) > 3 else 0, ha="right"
+                       if len(points) > 3 else "center", fontsize="small")  # fmt: skip
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    right = ax.twinx()
+    right.plot(x, tput, marker="s", linestyle="--", color="tab:blue", label="throughput")
+    right.set_ylabel("row changes applied / s")
+    right.set_ylim(bottom=0)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper left")
+    return _png(fig)
+
+
 def scenario_plots(
     stats: RunStats, slos: Mapping[str, float] | None = None, name: str = ""
 ) -> dict[str, bytes]:

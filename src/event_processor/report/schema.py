@@ -64,6 +64,27 @@ class SloEntry(BaseModel):
     message: str = ""
 
 
+class HarnessCost(BaseModel):
+    """What the harness's own measuring cost during a run (see perf.harness.harness_cost).
+
+    ``instrumentation_pct``: time the consumer spent building, publishing and counting
+    timing records, in percent of its whole batch processing time (its
+    ``ep_instrumentation_seconds`` / ``ep_batch_processing_seconds`` counters).
+    ``collector_pct``: CPU the harness's collector thread used to read the timing topic
+    back, in percent of the CPU the consumer process used.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrumentation_s: float | None = None
+    batch_s: float | None = None
+    instrumentation_pct: float | None = None
+    consumer_cpu_s: float | None = None
+    collector_cpu_s: float | None = None
+    collector_pct: float | None = None
+    dashboard: bool = False
+
+
 class ScenarioResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +108,7 @@ class ScenarioResult(BaseModel):
     commit_ms: Summary = Field(default_factory=Summary)
     slo: dict[str, SloEntry] = Field(default_factory=dict)
     baseline: dict[str, SloEntry] = Field(default_factory=dict)
+    harness_cost: HarnessCost | None = None
     passed: bool
 
 
@@ -103,6 +125,80 @@ class Configuration(BaseModel):
     endpoints: dict[str, str] = Field(default_factory=dict)  # never with credentials
 
 
+class SweepPoint(BaseModel):
+    """One run of a sweep: the setting it ran with and what it measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    setting: dict[str, int]
+    label: str
+    run: int = 1  # 1..repeat
+    scenario: str  # the run's entry in ``scenarios``
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput_eps: float  # row changes applied per second
+    success_rate: float | None
+    delivered: bool
+    integrity_ok: bool
+    slo_passed: bool
+    harness_cost_pct: float | None = None
+
+
+class SweepSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    events: int
+    rate: float
+    repeat: int
+    mode: str = "cartesian product"
+    knobs: dict[str, list[int]]
+    original: dict[str, int]  # the knobs' values before the sweep (restored after it)
+    points: list[SweepPoint] = Field(default_factory=list)
+    interrupted: str | None = None  # why the sweep stopped early, if it did
+
+
+class CapacityStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float  # offered business events/s
+    row_rate: float  # offered row changes/s
+    events: int
+    scenario: str
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    applied_rate: float
+    applied_row_rate: float
+    sent_rate: float
+    backlog_mid: float
+    backlog_end: float
+    backlog_growth: float
+    schedule_lag_p99_ms: float
+    delivered: bool
+    integrity_ok: bool
+    good: bool
+    reasons: list[str] = Field(default_factory=list)
+    backlog_curve: list[tuple[float, float]] = Field(default_factory=list)
+
+
+class CapacitySection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    capacity_rate: float  # highest good offered rate, business events/s (0: none)
+    capacity_row_rate: float
+    first_bad_rate: float | None
+    limited_by: str
+    p99_slo_ms: float
+    duration_s: float
+    start: float
+    maximum: float
+    criteria: dict[str, float]
+    steps: list[CapacityStep] = Field(default_factory=list)
+    interrupted: str | None = None
+
+
 class ResultDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +207,8 @@ class ResultDocument(BaseModel):
     commit: str | None = None
     configuration: Configuration
     scenarios: list[ScenarioResult] = Field(default_factory=list)
+    sweep: SweepSection | None = None
+    capacity: CapacitySection | None = None
 
     @property
     def passed(self) -> bool:

@@ -184,11 +184,40 @@ def connector_state(status: dict[str, Any] | None) -> str:
     return "RUNNING" if all(s == "RUNNING" for s in states) else ",".join(states)
 
 
-def register_connector(settings: Settings, timeout_s: float = 90) -> str:
-    """PUT the connector's config (idempotent) and wait until its task runs."""
+def current_connector_config(settings: Settings) -> dict[str, str] | None:
+    """The connector's config as Connect holds it (None: not registered)."""
+    base = settings.connect_endpoint()
+    try:
+        config: dict[str, str] | None = _get_or_none(
+            f"{base}/connectors/{settings.connector_name}/config", timeout=10
+        )
+    except OSError as exc:
+        raise StackError(
+            "connect", f"cannot reach Kafka Connect at {base}: {exc}", "check EP_CONNECT_URL"
+        ) from None
+    return config
+
+
+def _tasks_configured(settings: Settings, wanted: dict[str, str]) -> bool:
+    """Every task runs with ``wanted``'s values (tasks are re-created after a PUT)."""
+    url = f"{settings.connect_endpoint()}/connectors/{settings.connector_name}/tasks"
+    tasks = _get_or_none(url, timeout=5) or []
+    return bool(tasks) and all(
+        t.get("config", {}).get(k, v) == v for t in tasks for k, v in wanted.items()
+    )
+
+
+def register_connector(
+    settings: Settings, timeout_s: float = 90, config: dict[str, str] | None = None
+) -> str:
+    """PUT the connector's config (idempotent) and wait until its task runs with it.
+
+    ``config`` defaults to ``connector_config(settings)``; a sweep passes a tuned one,
+    and the original one to restore it.
+    """
     base = settings.connect_endpoint()
     url = f"{base}/connectors/{settings.connector_name}/config"
-    wanted = connector_config(settings)
+    wanted = config if config is not None else connector_config(settings)
     try:
         # Re-PUTting an unchanged config restarts the task for nothing (and, right after
         # a worker restart, races its recovery): only write when something differs.
@@ -211,7 +240,7 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
     while time.monotonic() < deadline:
         status = connector_status(settings)
         state = connector_state(status)
-        if state == "RUNNING":
+        if state == "RUNNING" and _tasks_configured(settings, wanted):
             return state
         if status and any(t.get("state") == "FAILED" for t in status.get("tasks", [])):
             trace = next(
