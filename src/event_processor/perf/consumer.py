@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -121,7 +121,14 @@ def active_members(settings: Settings, group: str) -> int:
 class HarnessConsumer:
     """One `event-processor consume` process the harness started; stopped by its PID."""
 
-    def __init__(self, settings: Settings, group: str, name: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        name: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.group = group
         self.name = name
         self.log_path = log_path
@@ -132,7 +139,11 @@ class HarnessConsumer:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
-            argv, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ}, cwd=PROJECT_ROOT
+            argv,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=PROJECT_ROOT,
         )
 
     @property

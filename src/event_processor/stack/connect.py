@@ -168,8 +168,9 @@ def _get_or_none(url: str, timeout: float) -> Any:
         raise
 
 
-def connector_status(settings: Settings) -> dict[str, Any] | None:
-    url = f"{settings.connect_endpoint()}/connectors/{settings.connector_name}/status"
+def connector_status(settings: Settings, name: str | None = None) -> dict[str, Any] | None:
+    name = name or settings.connector_name
+    url = f"{settings.connect_endpoint()}/connectors/{name}/status"
     status: dict[str, Any] | None = _get_or_none(url, timeout=5)
     return status
 
@@ -184,11 +185,32 @@ def connector_state(status: dict[str, Any] | None) -> str:
     return "RUNNING" if all(s == "RUNNING" for s in states) else ",".join(states)
 
 
+def failed_task_trace(status: dict[str, Any] | None) -> str | None:
+    """The first line of the first FAILED task's trace (None while no task failed)."""
+    for task in (status or {}).get("tasks", []):
+        if task.get("state") == "FAILED":
+            trace = (task.get("trace") or "").strip()
+            return trace.splitlines()[0] if trace else "no trace"
+    return None
+
+
 def register_connector(settings: Settings, timeout_s: float = 90) -> str:
-    """PUT the connector's config (idempotent) and wait until its task runs."""
+    """PUT the Debezium source connector's config (idempotent) and wait until its task runs."""
+    return put_connector(
+        settings, settings.connector_name, connector_config(settings), "debezium", timeout_s
+    )
+
+
+def put_connector(
+    settings: Settings,
+    name: str,
+    wanted: dict[str, str],
+    component: str,
+    timeout_s: float = 90,
+) -> str:
+    """PUT a connector's config (only when it differs) and wait until its tasks run."""
     base = settings.connect_endpoint()
-    url = f"{base}/connectors/{settings.connector_name}/config"
-    wanted = connector_config(settings)
+    url = f"{base}/connectors/{name}/config"
     try:
         # Re-PUTting an unchanged config restarts the task for nothing (and, right after
         # a worker restart, races its recovery): only write when something differs.
@@ -199,7 +221,7 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
         detail = exc.read().decode(errors="replace")[:400]
         raise StackError(
             "connect",
-            f"registering the Debezium connector failed: {detail}",
+            f"registering connector {name} failed: {detail}",
             "read the Connect log",
         ) from None
     except OSError as exc:
@@ -209,19 +231,41 @@ def register_connector(settings: Settings, timeout_s: float = 90) -> str:
     deadline = time.monotonic() + timeout_s
     state = "MISSING"
     while time.monotonic() < deadline:
-        status = connector_status(settings)
+        status = connector_status(settings, name)
         state = connector_state(status)
         if state == "RUNNING":
             return state
-        if status and any(t.get("state") == "FAILED" for t in status.get("tasks", [])):
-            trace = next(
-                (t.get("trace", "") for t in status["tasks"] if t.get("state") == "FAILED"), ""
-            )
-            first = trace.strip().splitlines()[0] if trace else "no trace"
-            raise StackError("debezium", f"connector task failed: {first}", "read the Connect log")
+        trace = failed_task_trace(status)
+        if trace is not None:
+            raise StackError(component, f"connector task failed: {trace} ({name})",
+                             "read the Connect log")  # fmt: skip
         time.sleep(0.3)
-    raise StackError("debezium", f"connector not running after {timeout_s:.0f} s (state {state})",
-                     "read the Connect log")  # fmt: skip
+    raise StackError(component, f"connector {name} not running after {timeout_s:.0f} s "
+                     f"(state {state})", "read the Connect log")  # fmt: skip
+
+
+def delete_connector(settings: Settings, name: str, timeout_s: float = 30) -> bool:
+    """DELETE a connector and wait until Connect no longer lists it; False if it was absent."""
+    base = settings.connect_endpoint()
+    try:
+        _http("DELETE", f"{base}/connectors/{name}", timeout=30)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        detail = exc.read().decode(errors="replace")[:400]
+        raise StackError("connect", f"deleting connector {name} failed: {detail}",
+                         "read the Connect log") from None  # fmt: skip
+    except OSError as exc:
+        raise StackError(
+            "connect", f"cannot reach Kafka Connect at {base}: {exc}", "check EP_CONNECT_URL"
+        ) from None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if connector_status(settings, name) is None:
+            return True
+        time.sleep(0.2)
+    raise StackError("connect", f"connector {name} still listed {timeout_s:.0f} s after "
+                     "DELETE", "read the Connect log")  # fmt: skip
 
 
 def health(settings: Settings) -> tuple[bool, str, str]:
