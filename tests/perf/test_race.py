@@ -48,7 +48,7 @@ def test_both_sinks_apply_every_row_and_the_race_cleans_up(
 
     admin = KafkaAdminClient(bootstrap_servers=ep_stack.kafka_servers())
     try:
-        groups = {g[0] for g in admin.list_consumer_groups()}
+        groups = {g["group_id"] for g in admin.list_groups()}
     finally:
         admin.close()
     assert sink_group() not in groups

@@ -408,13 +408,25 @@ def _start_offsets(settings: Settings, topic: str) -> dict[int, int]:
     return {p: off for (t, p), off in end_offsets(settings, [topic]).items() if t == topic}
 
 
-def _delete_group(settings: Settings, group: str) -> None:
+def _group_exists(admin: Any, group: str) -> bool:
+    return any(g.get("group_id") == group for g in admin.list_groups())
+
+
+def _delete_group(settings: Settings, group: str, timeout_s: float = 15.0) -> None:
+    """Delete a consumer group once its members left (a deleted connector's task needs a
+    moment); a group that does not exist is fine."""
     from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
     try:
-        with contextlib.suppress(Exception):  # an empty group may linger: harmless
-            admin.delete_consumer_groups([group])
+        deadline = time.monotonic() + timeout_s
+        while _group_exists(admin, group):
+            with contextlib.suppress(KafkaError):  # non-empty yet: try again
+                admin.delete_groups([group])
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
     finally:
         admin.close()
 
@@ -546,6 +558,7 @@ def run_race(
         _delete_group(settings, sink_group())
         if consumer is not None:
             consumer.stop()
+            _delete_group(settings, consumer.group)
         _empty_source(settings)
 
     notes = [
