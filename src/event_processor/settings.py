@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     mongo_ops_per_command: int = Field(default=16, ge=1)
     # Commands in flight at once: the store works on several connections in parallel.
     mongo_write_concurrency: int = Field(default=4, ge=1)
+    # Debezium MongoDB sink of `event-processor race`: documents per ordered bulk write.
+    # FerretDB holds one PostgreSQL connection per statement of a write command until the
+    # command ends (pool 200): the sink's default of 500 can stall it (see README "Race").
+    race_sink_batch_size: int = Field(default=100, ge=1, le=200)
     dlq_topic: str = "ep.dlq"
     timings_topic: str = "ep.timings"
 

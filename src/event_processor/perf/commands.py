@@ -23,7 +23,7 @@ DEFAULT_TIMEOUT_S = 60.0
 
 
 def add_subcommands(sub: Any) -> None:
-    """Add `load` and `report` to the CLI's subparsers."""
+    """Add `load`, `demo`, `race` and `report` to the CLI's subparsers."""
     load = sub.add_parser(
         "load",
         help="run a load scenario end to end, gate it on its SLOs and on integrity",
@@ -65,6 +65,34 @@ def add_subcommands(sub: Any) -> None:
     demo.add_argument("--no-dashboard", action="store_true", help="compact progress lines")
     demo.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
     demo.set_defaults(func=cmd_demo)
+
+    race = sub.add_parser(
+        "race",
+        help="race Debezium's MongoDB sink connector against our consumer on one workload",
+        description="Inserts N rows into public.race_events at a fixed open-loop rate; our "
+        "consumer and Debezium's MongoDB sink connector consume the same change topic into "
+        "databases of their own in the same MongoDB-wire store; one watcher times each row "
+        "from its commit (source.ts_us) to its document being visible in each. Writes "
+        "reports/latest.json (section race), a timestamped copy and an HTML page. Exit 1 "
+        "when not every row became visible through both sinks.",
+    )
+    race.add_argument("--events", type=int, default=2000, metavar="N",
+                      help="rows to insert (default 2000)")  # fmt: skip
+    race.add_argument("--rate", type=float, default=500.0, metavar="R",
+                      help="inserts per second (default 500)")  # fmt: skip
+    race.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                      help="wait for visibility after the last insert (default 60)")  # fmt: skip
+    race.add_argument("--poll-ms", type=float, default=2.0, metavar="MS",
+                      help="watcher poll interval (default 2)")  # fmt: skip
+    race.add_argument(
+        "--sink-batch-size",
+        type=int,
+        metavar="N",
+        help="the Debezium sink's batch.size (default EP_RACE_SINK_BATCH_SIZE)",
+    )
+    race.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
+    race.add_argument("--json", action="store_true", help="print the result document as JSON")
+    race.set_defaults(func=cmd_race)
 
     report = sub.add_parser("report", help="print the results table of the latest run")
     report.add_argument("--json", type=Path, metavar="PATH", dest="path",
@@ -242,6 +270,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if all(o.passed for o in outcomes) else 1
 
 
+def check_race_args(args: argparse.Namespace) -> None:
+    """Bad `race` input is a one-line ConfigError."""
+    if args.events < 1:
+        raise ConfigError("race", f"--events must be at least 1, got {args.events}")
+    if not args.rate > 0:
+        raise ConfigError("race", f"--rate must be above 0, got {args.rate:g}")
+    if not args.timeout > 0:
+        raise ConfigError("race", f"--timeout must be above 0, got {args.timeout:g}")
+    if not 0 < args.poll_ms <= 1000:
+        raise ConfigError("race", f"--poll-ms must be in (0, 1000], got {args.poll_ms:g}")
+    size = args.sink_batch_size
+    if size is not None and not 1 <= size <= 200:
+        raise ConfigError(
+            "race",
+            f"--sink-batch-size must be in 1..200, got {size}",
+            "FerretDB holds a PostgreSQL connection per statement of a command (pool 200)",
+        )
+
+
+def cmd_race(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from event_processor.perf.race import race_table
+    from event_processor.perf.race_run import run_race
+    from event_processor.perf.results import default_reports_dir, write_race_reports
+    from event_processor.report.schema import to_json
+    from event_processor.settings import get_settings
+
+    check_race_args(args)
+    err = Console(stderr=True, highlight=False)
+    out = _wide(Console(highlight=False))
+    settings = get_settings()
+    outcome = run_race(
+        settings,
+        args.events,
+        args.rate,
+        timeout_s=args.timeout,
+        poll_ms=args.poll_ms,
+        batch_size=args.sink_batch_size,
+        on_progress=lambda msg: err.print(f"[dim]{msg}[/]"),
+    )
+    latest, stamped, html, doc = write_race_reports(
+        settings, outcome, args.reports or default_reports_dir()
+    )
+    if args.json:
+        out.print_json(to_json(doc))
+    else:
+        out.print(race_table(outcome.result))
+        for note in outcome.result.notes:
+            out.print(f"  {note}", soft_wrap=True)
+    if not outcome.result.passed:
+        err.print(f"[red]race: not every row became visible through both sinks within "
+                  f"{args.timeout:g} s[/]")  # fmt: skip
+    err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
+    return 0 if outcome.result.passed else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -250,8 +335,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = _wide(Console(highlight=False))
     path: Path = args.path or latest_path()
     doc = read_document(path)
-    out.print(results_table(doc, title=f"{path.name} ({doc.generated_at}, commit "
-                                       f"{(doc.commit or 'unknown')[:12]})"))  # fmt: skip
+    title = f"{path.name} ({doc.generated_at}, commit {(doc.commit or 'unknown')[:12]})"
+    if doc.scenarios or doc.race is None:
+        out.print(results_table(doc, title=title))
+    if doc.race is not None:
+        from event_processor.perf.race import race_table
+
+        out.print(race_table(doc.race))
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
     return 0

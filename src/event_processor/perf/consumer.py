@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -122,7 +122,13 @@ class HarnessConsumer:
     """One `event-processor consume` process the harness started; stopped by its PID."""
 
     def __init__(
-        self, settings: Settings, group: str, name: str, log_path: Path, metrics_port: int = 0
+        self,
+        settings: Settings,
+        group: str,
+        name: str,
+        log_path: Path,
+        metrics_port: int = 0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.group = group
         self.name = name
@@ -135,7 +141,11 @@ class HarnessConsumer:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
-            argv, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ}, cwd=PROJECT_ROOT
+            argv,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=PROJECT_ROOT,
         )
 
     @property

@@ -312,14 +312,16 @@ def _empty_read_model(settings: Settings) -> None:
         client.close()
 
 
-def _ensure_topics(settings: Settings) -> None:
-    """Create missing change topics as Debezium would, so the consumer is assigned them
-    before the run instead of discovering them (seconds late) in the middle of it."""
+def ensure_topics(settings: Settings, topics: list[str] | None = None) -> None:
+    """Create missing change topics (default: the workload's) as Debezium would, so the
+    consumer is assigned them before the run instead of discovering them (seconds late)
+    in the middle of it."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    missing = [t for t in expected_topics(settings) if t not in change_topics(settings)]
+    wanted = expected_topics(settings) if topics is None else topics
+    missing = [t for t in wanted if t not in change_topics(settings)]
     if not missing:
         return
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
@@ -335,7 +337,7 @@ def _ensure_topics(settings: Settings) -> None:
 
 def _start_consumer(settings: Settings, group: str, scenario: str) -> HarnessConsumer:
     global _current_consumer
-    _ensure_topics(settings)
+    ensure_topics(settings)
     topics = change_topics(settings)
     commit_at_end(settings, group, topics)
     log = settings.state_dir / "logs" / "perf-consumer.log"

@@ -26,6 +26,8 @@ from event_processor.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from event_processor.perf.harness import ScenarioOutcome
+    from event_processor.perf.race_run import RaceOutcome
+    from event_processor.settings import Settings
 
 DEFAULT_TOLERANCES = "p50:15%,p95:15%,p99:15%"
 
@@ -87,6 +89,24 @@ def write_reports(
     html.write_text(page, encoding="utf-8")
     (reports_dir / "latest.html").write_text(page, encoding="utf-8")
     return latest, stamped, html
+
+
+def write_race_reports(
+    settings: Settings, outcome: RaceOutcome, reports_dir: Path
+) -> tuple[Path, Path, Path, ResultDocument]:
+    """A race's document (section ``race``): latest.json, a timestamped copy, HTML."""
+    from event_processor.report.html import render_standalone
+    from event_processor.report.schema import configuration_from_settings
+
+    knobs = {"race_sink_batch_size": int(outcome.result.sink_config.get("batch.size", 0))}
+    config = configuration_from_settings(settings, knobs=knobs, scenario="race")
+    doc = build_document([], config, commit=git_commit(PROJECT_ROOT), race=outcome.result)
+    latest, stamped = write_json(doc, reports_dir)
+    html = stamped.with_suffix(".html")
+    page = render_standalone(doc, {"race": outcome.plots})
+    html.write_text(page, encoding="utf-8")
+    (reports_dir / "latest.html").write_text(page, encoding="utf-8")
+    return latest, stamped, html, doc
 
 
 def _ms(value: float) -> str:

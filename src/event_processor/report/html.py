@@ -17,6 +17,7 @@ from event_processor.report.schema import (
     CapacitySection,
     Configuration,
     HarnessCost,
+    RaceResult,
     ResultDocument,
     ScenarioResult,
     SloEntry,
@@ -318,6 +319,69 @@ def scenario_fragment(
     return "".join(parts)
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def race_fragment(
+    race: RaceResult | Mapping[str, Any], plots: Mapping[str, bytes] | None = None
+) -> str:
+    """Both sinks of a race side by side: figures, ratios ours/theirs, percentile curves."""
+    r = race if isinstance(race, RaceResult) else RaceResult.model_validate(race)
+    verdict = "all rows visible in both" if r.passed else "NOT all rows visible"
+    style = PASS_STYLE if r.passed else FAIL_STYLE
+    head = ("sink", "database", "visible", "p50", "p95", "p99", "p99.9", "max", "rows/s")
+    rows = [
+        _row(
+            [
+                escape(side.label),
+                escape(side.database),
+                f"{side.visible}/{r.events}",
+                *(_ms(getattr(side.latency_ms, f)) for f, _ in _LATENCY_FIELDS),
+                _ms(side.latency_ms.max),
+                f"{side.throughput_eps:.1f}",
+            ]
+        )
+        for side in r.sides.values()
+    ]
+    rows.append(
+        _row(
+            [
+                "ratio ours/theirs",
+                "",
+                "",
+                *(_ratio(r.ratios.get(k)) for k in ("p50", "p95", "p99")),
+                "",
+                "",
+                _ratio(r.ratios.get("throughput")),
+            ]
+        )
+    )
+    facts = [
+        f"{r.events} rows inserted at {r.rate:g}/s into {r.table} (one per transaction)",
+        f"change topic {r.topic}",
+        f"visibility probe: {r.probe}, every {r.poll_interval_ms:g} ms",
+        f"schedule lag p99 {r.schedule_lag_ms.p99:.1f} ms",
+    ]
+    config = _table(
+        ("Debezium sink option", "value"),
+        (_row([escape(k), escape(v)]) for k, v in sorted(r.sink_config.items())),
+        "Debezium sink connector",
+    )
+    notes = "".join(f"<li>{escape(n)}</li>" for n in r.notes)
+    return (
+        '<div class="ep-race" id="race" style="font-family:sans-serif;margin:0.5em 0">'
+        f'<h3 style="margin:0.3em 0">Race: our consumer vs Debezium\'s MongoDB sink '
+        f'<span style="{style};padding:0 6px">{verdict}</span></h3>'
+        f'<p style="margin:0.2em 0 0.6em 0">{escape("; ".join(facts))}</p>'
+        + _table(head, rows, "Commit (source.ts_us) to document visible")
+        + (_images(plots) if plots else "")
+        + config
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + "</div>"
+    )
+
+
 def _overview(doc: ResultDocument) -> str:
     rows = [
         "<tr>"
@@ -361,8 +425,9 @@ def render_standalone(
     if doc.capacity is not None:
         body.append(capacity_section(doc.capacity))
     body += [
-        _overview(doc),
+        _overview(doc) if doc.scenarios else "",
         *(scenario_fragment(r, plots.get(r.name)) for r in doc.scenarios),
+        race_fragment(doc.race, plots.get("race")) if doc.race is not None else "",
         configuration_table(doc.configuration),
     ]
     return (

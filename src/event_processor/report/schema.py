@@ -199,6 +199,39 @@ class CapacitySection(BaseModel):
     interrupted: str | None = None
 
 
+class RaceSide(BaseModel):
+    """One sink of a race: commit (Debezium ``source.ts_us``) to document visible."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    database: str
+    visible: int  # rows whose document became visible within the timeout
+    latency_ms: Summary
+    throughput_eps: float  # visible rows / (last visible - first commit)
+    duration_s: float = 0.0
+
+
+class RaceResult(BaseModel):
+    """The same workload through our consumer and through Debezium's MongoDB sink."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: int  # rows inserted (one transaction each)
+    rate: float
+    timeout_s: float
+    table: str
+    topic: str
+    probe: str  # how visibility was observed
+    poll_interval_ms: float
+    sides: dict[str, RaceSide]  # "ours", "debezium"
+    ratios: dict[str, float | None] = Field(default_factory=dict)  # ours / theirs
+    schedule_lag_ms: Summary = Field(default_factory=Summary)
+    sink_config: dict[str, str] = Field(default_factory=dict)  # without the connection string
+    notes: list[str] = Field(default_factory=list)
+    passed: bool  # every row visible in both databases within the timeout
+
+
 class ResultDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -209,10 +242,12 @@ class ResultDocument(BaseModel):
     scenarios: list[ScenarioResult] = Field(default_factory=list)
     sweep: SweepSection | None = None
     capacity: CapacitySection | None = None
+    race: RaceResult | None = None
 
     @property
     def passed(self) -> bool:
-        return all(s.passed for s in self.scenarios)
+        race_ok = self.race is None or self.race.passed
+        return all(s.passed for s in self.scenarios) and race_ok
 
     def scenario(self, name: str) -> ScenarioResult | None:
         return next((s for s in self.scenarios if s.name == name), None)
@@ -347,6 +382,7 @@ def build_document(
     *,
     commit: str | None = None,
     generated_at: datetime | None = None,
+    race: RaceResult | None = None,
 ) -> ResultDocument:
     when = (generated_at or datetime.now(UTC)).astimezone(UTC)
     return ResultDocument(
@@ -354,6 +390,7 @@ def build_document(
         commit=commit,
         configuration=configuration,
         scenarios=list(scenarios),
+        race=race,
     )
 
 

@@ -133,3 +133,41 @@ def sync_identities(conn: Any) -> None:
                 f"COALESCE((SELECT max(id) FROM public.{table}), 0) + 1, false)"
             )
     conn.commit()
+
+
+# --- the race table ---------------------------------------------------------------------
+# `event-processor race` drives one-row inserts into this table through two sinks (ours
+# and Debezium's MongoDB sink connector) into databases of their own. It is no part of
+# the commerce model: the verifier skips it (see verify.compare.SKIPPED_TABLES).
+RACE_TABLE = "race_events"
+
+_RACE_DDL = f"""
+CREATE TABLE IF NOT EXISTS public.{RACE_TABLE} (
+    id       bigint PRIMARY KEY,
+    payload  text NOT NULL,
+    created  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def apply_race_schema(conn: Any) -> None:
+    """Create the race table if missing and empty it; commits.
+
+    Debezium skips TRUNCATE by default (``skipped.operations=t``): emptying the table
+    sends nothing down the pipeline.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+        cur.execute(_RACE_DDL)
+        cur.execute(f"TRUNCATE public.{RACE_TABLE}")
+    conn.commit()
+
+
+def truncate_race(conn: Any) -> None:
+    """Empty the race table (if it exists); commits."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT to_regclass('public.{RACE_TABLE}') IS NOT NULL")
+        row = cur.fetchone()
+        if row and row[0]:
+            cur.execute(f"TRUNCATE public.{RACE_TABLE}")
+    conn.commit()

@@ -168,8 +168,9 @@ def _get_or_none(url: str, timeout: float) -> Any:
         raise
 
 
-def connector_status(settings: Settings) -> dict[str, Any] | None:
-    url = f"{settings.connect_endpoint()}/connectors/{settings.connector_name}/status"
+def connector_status(settings: Settings, name: str | None = None) -> dict[str, Any] | None:
+    name = name or settings.connector_name
+    url = f"{settings.connect_endpoint()}/connectors/{name}/status"
     status: dict[str, Any] | None = _get_or_none(url, timeout=5)
     return status
 
@@ -198,26 +199,44 @@ def current_connector_config(settings: Settings) -> dict[str, str] | None:
     return config
 
 
-def _tasks_configured(settings: Settings, wanted: dict[str, str]) -> bool:
+def _tasks_configured(settings: Settings, name: str, wanted: dict[str, str]) -> bool:
     """Every task runs with ``wanted``'s values (tasks are re-created after a PUT)."""
-    url = f"{settings.connect_endpoint()}/connectors/{settings.connector_name}/tasks"
+    url = f"{settings.connect_endpoint()}/connectors/{name}/tasks"
     tasks = _get_or_none(url, timeout=5) or []
     return bool(tasks) and all(
         t.get("config", {}).get(k, v) == v for t in tasks for k, v in wanted.items()
     )
 
 
+def failed_task_trace(status: dict[str, Any] | None) -> str | None:
+    """The first line of the first FAILED task's trace (None while no task failed)."""
+    for task in (status or {}).get("tasks", []):
+        if task.get("state") == "FAILED":
+            trace = (task.get("trace") or "").strip()
+            return trace.splitlines()[0] if trace else "no trace"
+    return None
+
+
 def register_connector(
     settings: Settings, timeout_s: float = 90, config: dict[str, str] | None = None
 ) -> str:
-    """PUT the connector's config (idempotent) and wait until its task runs with it.
-
-    ``config`` defaults to ``connector_config(settings)``; a sweep passes a tuned one,
-    and the original one to restore it.
-    """
-    base = settings.connect_endpoint()
-    url = f"{base}/connectors/{settings.connector_name}/config"
+    """PUT the Debezium source connector's config (idempotent) and wait until its task
+    runs with it. ``config`` defaults to ``connector_config(settings)``; a sweep passes a
+    tuned one, and the original one to restore it."""
     wanted = config if config is not None else connector_config(settings)
+    return put_connector(settings, settings.connector_name, wanted, "debezium", timeout_s)
+
+
+def put_connector(
+    settings: Settings,
+    name: str,
+    wanted: dict[str, str],
+    component: str,
+    timeout_s: float = 90,
+) -> str:
+    """PUT a connector's config (only when it differs) and wait until its tasks run."""
+    base = settings.connect_endpoint()
+    url = f"{base}/connectors/{name}/config"
     try:
         # Re-PUTting an unchanged config restarts the task for nothing (and, right after
         # a worker restart, races its recovery): only write when something differs.
@@ -228,7 +247,7 @@ def register_connector(
         detail = exc.read().decode(errors="replace")[:400]
         raise StackError(
             "connect",
-            f"registering the Debezium connector failed: {detail}",
+            f"registering connector {name} failed: {detail}",
             "read the Connect log",
         ) from None
     except OSError as exc:
@@ -238,19 +257,41 @@ def register_connector(
     deadline = time.monotonic() + timeout_s
     state = "MISSING"
     while time.monotonic() < deadline:
-        status = connector_status(settings)
+        status = connector_status(settings, name)
         state = connector_state(status)
-        if state == "RUNNING" and _tasks_configured(settings, wanted):
+        if state == "RUNNING" and _tasks_configured(settings, name, wanted):
             return state
-        if status and any(t.get("state") == "FAILED" for t in status.get("tasks", [])):
-            trace = next(
-                (t.get("trace", "") for t in status["tasks"] if t.get("state") == "FAILED"), ""
-            )
-            first = trace.strip().splitlines()[0] if trace else "no trace"
-            raise StackError("debezium", f"connector task failed: {first}", "read the Connect log")
+        trace = failed_task_trace(status)
+        if trace is not None:
+            raise StackError(component, f"connector task failed: {trace} ({name})",
+                             "read the Connect log")  # fmt: skip
         time.sleep(0.3)
-    raise StackError("debezium", f"connector not running after {timeout_s:.0f} s (state {state})",
-                     "read the Connect log")  # fmt: skip
+    raise StackError(component, f"connector {name} not running after {timeout_s:.0f} s "
+                     f"(state {state})", "read the Connect log")  # fmt: skip
+
+
+def delete_connector(settings: Settings, name: str, timeout_s: float = 30) -> bool:
+    """DELETE a connector and wait until Connect no longer lists it; False if it was absent."""
+    base = settings.connect_endpoint()
+    try:
+        _http("DELETE", f"{base}/connectors/{name}", timeout=30)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        detail = exc.read().decode(errors="replace")[:400]
+        raise StackError("connect", f"deleting connector {name} failed: {detail}",
+                         "read the Connect log") from None  # fmt: skip
+    except OSError as exc:
+        raise StackError(
+            "connect", f"cannot reach Kafka Connect at {base}: {exc}", "check EP_CONNECT_URL"
+        ) from None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if connector_status(settings, name) is None:
+            return True
+        time.sleep(0.2)
+    raise StackError("connect", f"connector {name} still listed {timeout_s:.0f} s after "
+                     "DELETE", "read the Connect log")  # fmt: skip
 
 
 def health(settings: Settings) -> tuple[bool, str, str]:

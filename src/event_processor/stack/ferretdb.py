@@ -147,12 +147,15 @@ WHERE c.column_name = '_jsonb' AND NOT EXISTS (
 """
 
 
+def store_dsn(settings: Settings) -> str:
+    """The local FerretDB's own PostgreSQL (its storage backend)."""
+    return f"postgresql://postgres@127.0.0.1:{settings.store_pg_port}/{STORE_DATABASE}"
+
+
 def tune_store(settings: Settings) -> None:
     import psycopg2
 
-    conn = psycopg2.connect(
-        host="127.0.0.1", port=settings.store_pg_port, user="postgres", dbname=STORE_DATABASE
-    )
+    conn = psycopg2.connect(store_dsn(settings))
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(STORE_TUNING_SQL)

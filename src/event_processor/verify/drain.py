@@ -7,8 +7,9 @@ Three conditions, checked in order against one deadline:
    walsender reports ``sent_lsn >= pg_current_wal_flush_lsn()`` taken at the start
    (pg_stat_replication; skipped when the slot is not visible, e.g. an external stack
    without the privilege).
-2. The consumer group's lag over the change topics (``settings.change_topic_pattern()``)
-   is zero: committed offsets == end offsets on every partition (a partition without a
+2. The consumer group's lag over the change topics (``settings.change_topic_pattern()``,
+   without those of tables the verifier skips, ``verify.compare.SKIPPED_TABLES``) is
+   zero: committed offsets == end offsets on every partition (a partition without a
    committed offset lags by all its records). The consumer commits only after MongoDB
    acknowledged the batch, so lag zero means applied.
 3. Quiet: end offsets and committed offsets stay the same for ``quiet_s`` with lag zero,
@@ -53,8 +54,12 @@ class KafkaProgress:
     def __init__(self, settings: Settings, group: str) -> None:
         from kafka import KafkaAdminClient, KafkaConsumer
 
+        from event_processor.verify.compare import SKIPPED_TABLES
+
         self.group = group
         self.pattern = re.compile(settings.change_topic_pattern())
+        # Topics of tables the verifier skips: the read model need not have applied them.
+        self.skipped = {f"{settings.topic_prefix}.public.{t}" for t in SKIPPED_TABLES}
         servers = settings.kafka_servers()
         self.consumer = KafkaConsumer(
             bootstrap_servers=servers,
@@ -70,7 +75,9 @@ class KafkaProgress:
     def snapshot(self) -> KafkaSnapshot:
         from kafka import TopicPartition
 
-        topics = sorted(t for t in self.consumer.topics() if self.pattern.match(t))
+        topics = sorted(
+            t for t in self.consumer.topics() if self.pattern.match(t) and t not in self.skipped
+        )
         tps = [
             TopicPartition(t, p)
             for t in topics

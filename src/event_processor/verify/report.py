@@ -115,6 +115,7 @@ class VerifyReport:
     started_at: str = ""
     database: str = ""
     postgres: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # table -> why not compared
 
     @property
     def total_findings(self) -> int:
@@ -158,6 +159,8 @@ class VerifyReport:
                 f"  {tr.table:<{width}}  postgres {tr.postgres_rows:>8,}  mongo {tr.mongo_rows:>8,}"
                 f"  -> {where}: {mark}{tail}"
             )
+        for table, reason in self.skipped.items():
+            lines.append(f"  {table:<{width}}  skipped: {reason}")
         if self.findings:
             by_kind = ", ".join(f"{k} {n}" for k, n in sorted(self.finding_counts.items()))
             lines.append(f"  problems by kind: {by_kind}")
@@ -176,6 +179,7 @@ class VerifyReport:
             "drain": self.drain.to_dict(),
             "rows": self.rows,
             "tables": [t.to_dict() for t in self.tables],
+            "skipped": dict(self.skipped),
             "finding_counts": dict(self.finding_counts),
             "total_findings": self.total_findings,
             "findings": [f.to_dict() for f in self.findings],

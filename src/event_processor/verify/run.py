@@ -97,6 +97,7 @@ def run_verify(
         client.close()
     assert outcome is not None
     report.tables = outcome.tables
+    report.skipped = dict(outcome.skipped)
     report.findings = list(outcome.sink.kept)
     report.finding_counts = dict(outcome.sink.counts)
     if not report.drain.drained:
