@@ -41,6 +41,10 @@ def test_both_sinks_apply_every_row_and_the_race_cleans_up(
     assert set(race.ratios) == {"throughput", "p50", "p95", "p99"}
     assert all(v is not None and v > 0 for v in race.ratios.values())
     assert "race_percentiles" in outcome.plots
+    # Issue 8's bar: our consumer at least equal to Debezium's sink on both.
+    ours, theirs = race.sides[OURS], race.sides[THEIRS]
+    assert ours.throughput_eps >= theirs.throughput_eps, race.ratios
+    assert ours.latency_ms.p99 <= theirs.latency_ms.p99, race.ratios
 
     # Torn down: the sink no longer consumes, its group is gone, the table is empty.
     assert connect.connector_status(ep_stack, SINK_CONNECTOR_NAME) is None
