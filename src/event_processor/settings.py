@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     mongo_ops_per_command: int = Field(default=16, ge=1)
     # Commands in flight at once: the store works on several connections in parallel.
     mongo_write_concurrency: int = Field(default=4, ge=1)
+    # A change event whose Kafka value is bigger is dead-lettered, not applied (the
+    # broker's own default limit is about 1 MB, so this guard matters on topics allowed more).
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     dlq_topic: str = "ep.dlq"
     timings_topic: str = "ep.timings"
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from event_processor.consumer.dlq import DeadLetterReader, header
 from event_processor.consumer.timings import TimingCollector
 from event_processor.metrics.timing import TimingRecord
 from event_processor.perf.consumer import group_assignment
@@ -180,6 +181,46 @@ def test_poison_message_is_dead_lettered_and_the_rest_applied(
     assert any("not JSON" in r for r in reasons)
     assert any("not a Debezium change event" in r for r in reasons)
     assert all(dict(m.headers)["ep.source.topic"].decode() == topic for m in letters)
+
+
+def test_document_the_store_refuses_is_dead_lettered_and_the_batch_applied(
+    ep_stack: Settings, pg_conn: Any, mongo_db: Any, start_consumer: Any, base_id: int
+) -> None:
+    """FerretDB 1.24 refuses nested arrays: an insert gets a write error (code 2), a
+    replace a reply without nModified (KeyError in pymongo). Neither may stop the
+    consumer: the events that produced such a document are dead-lettered, the rest of
+    the batch applied, and the consumer goes on."""
+    dlq = DeadLetterReader(ep_stack.kafka_servers(), ep_stack.dlq_topic)
+    consumer = start_consumer("c1", group=_group())
+    nested = json.dumps({"city": "Oslo", "geo": [[59.9, 10.7], [60.4, 5.3]]})
+    good, bad, after = base_id, base_id + 1, base_id + 2
+    with pg_conn.cursor() as cur:
+        _insert_customer(cur, good, "good")
+    assert wait_until(lambda: mongo_db.customers.find_one({"_id": str(good)}) is not None, 20)
+    pg_conn.autocommit = False
+    with pg_conn.cursor() as cur:  # one transaction: one batch with good and bad rows
+        _insert_customer(cur, bad, "refused on insert")
+        cur.execute("UPDATE customers SET address = %s WHERE id = %s", (nested, good))
+        cur.execute("UPDATE customers SET address = %s WHERE id = %s", (nested, bad))
+        _insert_customer(cur, after, "applied beside them")
+    pg_conn.commit()
+    pg_conn.autocommit = True
+    assert wait_until(lambda: mongo_db.customers.find_one({"_id": str(after)}) is not None, 30)
+    letters = dlq.read(want=3, timeout_s=20)
+    dlq.close()
+    reasons = [header(m, "ep.reason") or "" for m in letters]
+    assert len(letters) == 3, reasons
+    assert all("nested arrays" in r or "nModified" in r for r in reasons), reasons
+    assert consumer.alive(), "a refused document must not stop the consumer"
+    assert mongo_db.customers.find_one({"_id": str(bad)}) is None
+    kept = mongo_db.customers.find_one({"_id": str(good)})
+    assert kept is not None and kept["address"] == {"city": "Oslo"}
+    # Offsets advanced past the batch: a later change is applied too.
+    with pg_conn.cursor() as cur:
+        _insert_customer(cur, base_id + 3, "later")
+    assert wait_until(
+        lambda: mongo_db.customers.find_one({"_id": str(base_id + 3)}) is not None, 20
+    )
 
 
 def test_two_consumer_processes_share_the_work(
