@@ -186,6 +186,20 @@ def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bo
     return bool(predicate())
 
 
+def insert_customer(cur: Any, cid: int, name: str = "Ada") -> int:
+    """Insert one customer with an explicit id (a range the workload never uses);
+    returns its transaction id as Debezium reports it (source.txId)."""
+    import json
+    import uuid
+
+    cur.execute(
+        "INSERT INTO customers (id, email, full_name, address, tier) OVERRIDING SYSTEM VALUE "
+        "VALUES (%s, %s, %s, %s, 'silver') RETURNING txid_current() %% 4294967296",
+        (cid, f"{cid}-{uuid.uuid4().hex[:6]}@example.com", name, json.dumps({"city": "Oslo"})),
+    )
+    return int(cur.fetchone()[0])
+
+
 def group_lag(settings: Settings, group: str) -> int:
     """Messages the group has not committed yet over the change topics."""
     import re

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # FerretDB holds one PostgreSQL connection per statement of a write command until the
     # command ends (pool 200): the sink's default of 500 can stall it (see README "Race").
     race_sink_batch_size: int = Field(default=100, ge=1, le=200)
+    # A change event whose Kafka value is bigger is dead-lettered, not applied (the
+    # broker's own default limit is about 1 MB, so this guard matters on topics allowed more).
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     dlq_topic: str = "ep.dlq"
     timings_topic: str = "ep.timings"
 

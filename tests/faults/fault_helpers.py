@@ -3,8 +3,10 @@ and the probe that measures what the fault did."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,13 +72,67 @@ def new_group() -> str:
     return f"fault-{uuid.uuid4().hex[:8]}"
 
 
+def wait_consuming(settings: Settings, group: str, timeout_s: float = 60) -> None:
+    """Until the group's consumer owns every change topic and has caught up: before
+    that, events 'in flight' would only be events no consumer was reading yet."""
+    from event_processor.perf.consumer import assigned_topics, change_topics
+    from event_processor.perf.harness import ensure_topics
+    from event_processor.pytest_plugin import group_lag, wait_until
+
+    ensure_topics(settings)
+    wanted = set(change_topics(settings))
+    assert wait_until(lambda: wanted <= assigned_topics(settings, group), timeout_s, 0.25), (
+        f"the consumer was not assigned {sorted(wanted)} within {timeout_s:g} s"
+    )
+    assert wait_until(lambda: group_lag(settings, group) == 0, timeout_s, 0.25)
+
+
 def wait_s(seconds: float) -> None:
     """A deliberate pause inside a fault (the fault's duration), not a readiness wait."""
     time.sleep(seconds)
 
 
+VERIFY_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def duplicates_skipped(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ep_duplicates_skipped_total"))  # fmt: skip
+
+
+def verify_ok(settings: Settings, group: str) -> tuple[int, int]:
+    """The verifier must pass; returns (missing, mismatched) for the fault table."""
+    from event_processor.verify import run_verify
+
+    report = run_verify(settings, VERIFY_TIMEOUT_S, group=group)
+    assert report.ok, "\n".join(report.summary_lines(max_lines=40))
+    data = report.to_dict()
+    return int(data.get("missing", 0) or 0), int(data.get("mismatched", 0) or 0)
+
+
 class FaultProbe:
-    """Measures a fault: events in flight when it hit, duplicates absorbed, recovery time."""
+    """Measures a fault: events in flight when it hit, duplicates absorbed, recovery time.
+
+    A thread collects every timing record (tx id, row, apply time) from before the
+    fault to the end. After the restore, the probe keeps committing changes of its own
+    (one customer every HEARTBEAT_S, ids the workload never uses) until one committed
+    after the restore is applied: the pipeline's recovery is measured even when the
+    load has finished meanwhile. All figures are computed once everything is collected.
+    """
+
+    HEARTBEAT_S = 0.2
+    RECOVERY_TIMEOUT_S = 120.0
 
     def __init__(self, settings: Settings, name: str) -> None:
         from event_processor.consumer.timings import TimingCollector
@@ -85,53 +141,168 @@ class FaultProbe:
         self.name = name
         self.collector = TimingCollector(settings.kafka_servers(), settings.timings_topic)
         self.collector.seek(self.collector.mark_end())
-        self.stamps: list[tuple[int, int]] = []  # (t0, t5) of every applied event
+        # correlation id -> (tx id, first apply time t5)
+        self.applied: dict[str, tuple[int, int]] = {}
         self.fault_us = 0
         self.restored_us = 0
-        self.in_flight = 0
+        self.load: BackgroundLoad | None = None
+        self.heartbeats: dict[int, int] = {}  # tx id -> committed (µs), after the restore
+        self.recovery: float | None = None
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._beat_halt = threading.Event()
+        self._threads = [threading.Thread(target=self._collect, name="probe-collect", daemon=True)]
+        self._threads[0].start()
 
-    def drain(self) -> None:
-        self.stamps.extend((r.t0_us, r.t5_us) for r in self.collector.poll(100))
+    def _collect(self) -> None:
+        from kafka.errors import KafkaError
+
+        while not self._halt.is_set():
+            try:
+                records = list(self.collector.poll(100))
+            except KafkaError:  # the broker is the fault: keep collecting after it
+                time.sleep(0.2)
+                continue
+            with self._lock:
+                for r in records:
+                    self.applied.setdefault(r.correlation_id, (r.tx_id, r.t5_us))
+
+    def _heartbeat(self) -> None:
+        import random
+
+        import psycopg2
+
+        from event_processor.metrics.timing import wall_us
+        from event_processor.pytest_plugin import insert_customer
+
+        next_id = 3 * 10**9 + random.randint(0, 10**8)
+        conn = None
+        while not self._beat_halt.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(self.settings.postgres_dsn(), connect_timeout=3)
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    tx = insert_customer(cur, next_id, "fault probe")
+                with self._lock:
+                    self.heartbeats[tx] = wall_us()
+                next_id += 1
+            except psycopg2.Error:
+                conn = None  # PostgreSQL is (still) away: connect again
+            self._beat_halt.wait(self.HEARTBEAT_S)
+        if conn is not None:
+            conn.close()
 
     def fault(self, load: BackgroundLoad) -> None:
         """Call right before injecting the fault."""
         from event_processor.metrics.timing import wall_us
 
-        self.drain()
+        self.load = load
         self.fault_us = wall_us()
-        applied_rows = sum(1 for _, t5 in self.stamps if t5 <= self.fault_us)
-        committed_rows = sum(s.rows for s in load.sends if s.committed_us <= self.fault_us)
-        self.in_flight = max(0, committed_rows - applied_rows)
 
     def restored(self) -> None:
         """Call right after the faulty component is back (or the fault ends)."""
         from event_processor.metrics.timing import wall_us
 
         self.restored_us = wall_us()
+        beat = threading.Thread(target=self._heartbeat, name="probe-heartbeat", daemon=True)
+        self._threads.append(beat)
+        beat.start()
 
-    def recovery_s(self) -> float | None:
-        """From restoration until the first change committed after it was applied."""
-        self.drain()
-        fresh = [t5 for t0, t5 in self.stamps if t0 >= self.restored_us]
-        return round((min(fresh) - self.restored_us) / 1e6, 3) if fresh else None
+    def _first_fresh_apply(self) -> int | None:
+        """When the first change committed after the restore was applied."""
+        fresh = set(self.heartbeats)
+        if self.load is not None:
+            fresh |= {s.tx_id for s in self.load.sends if s.sent_us >= self.restored_us}
+        times = [t5 for tx, t5 in self.applied.values() if tx in fresh]
+        return min(times) if times else None
+
+    def await_recovery(self) -> float | None:
+        """Keep committing until a change committed after the restore is applied; the
+        recovery time in seconds (None: nothing fresh applied within the timeout)."""
+        if self._beat_halt.is_set():
+            return self.recovery
+        deadline = time.monotonic() + self.RECOVERY_TIMEOUT_S
+        first = None
+        while time.monotonic() < deadline:
+            with self._lock:
+                first = self._first_fresh_apply()
+            if first is not None:
+                break
+            time.sleep(0.1)
+        self._beat_halt.set()
+        self.recovery = None if first is None else round((first - self.restored_us) / 1e6, 3)
+        return self.recovery
+
+    def _unapplied_at(self, at_us: int) -> int:
+        """Row changes the generator had committed by ``at_us`` but MongoDB had not
+        acknowledged by then (a row never acknowledged counts too)."""
+        if self.load is None:
+            return 0
+        applied_by: dict[int, int] = {}
+        for tx, t5 in self.applied.values():
+            if t5 <= at_us:
+                applied_by[tx] = applied_by.get(tx, 0) + 1
+        return sum(
+            max(0, s.rows - applied_by.get(s.tx_id, 0))
+            for s in self.load.sends
+            if s.committed_us <= at_us
+        )
 
     def finish(self, duplicates: float, lost: int, mismatched: int) -> dict[str, Any]:
-        import json
-
-        from event_processor.settings import PROJECT_ROOT
-
+        """Stop collecting; the fault's table row (also appended to reports/)."""
+        recovery = self.await_recovery()
+        self._halt.set()
+        for t in self._threads:
+            t.join(10)
+        self.collector.close()
         row = {
             "fault": self.name,
-            "in_flight": self.in_flight,
+            "in_flight": self._unapplied_at(self.fault_us),
+            "backlog_at_restore": self._unapplied_at(self.restored_us),
             "lost": lost,
             "mismatched": mismatched,
             "duplicates_absorbed": int(duplicates),
-            "recovery_s": self.recovery_s(),
+            "recovery_s": recovery,
+            "fault_s": round((self.restored_us - self.fault_us) / 1e6, 3),
         }
-        self.collector.close()
-        out = PROJECT_ROOT / "reports" / "faults.jsonl"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"fault table row: {row}")
+        record_fault_row(row)
         return row
+
+
+FAULT_ROWS: list[dict[str, Any]] = []
+TABLE_COLUMNS = (
+    ("fault", "fault"),
+    ("in_flight", "in flight"),
+    ("backlog_at_restore", "backlog at restore"),
+    ("lost", "lost"),
+    ("mismatched", "mismatched"),
+    ("duplicates_absorbed", "duplicates absorbed"),
+    ("fault_s", "fault s"),
+    ("recovery_s", "recovery s"),
+)
+
+
+def record_fault_row(row: dict[str, Any]) -> None:
+    """Keep the row for the session's table; append it to reports/faults.jsonl."""
+    import json
+
+    from event_processor.settings import PROJECT_ROOT
+
+    FAULT_ROWS.append(row)
+    out = PROJECT_ROOT / "reports" / "faults.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print("fault table row: " + fault_table_line(row))
+
+
+def fault_table_line(row: dict[str, Any]) -> str:
+    return " | ".join(f"{row.get(key)}" for key, _ in TABLE_COLUMNS)
+
+
+def fault_table(rows: list[dict[str, Any]]) -> list[str]:
+    """A Markdown table of the rows (what the closing note quotes)."""
+    head = "| " + " | ".join(label for _, label in TABLE_COLUMNS) + " |"
+    rule = "|" + "---|" * len(TABLE_COLUMNS)
+    return [head, rule, *("| " + fault_table_line(r) + " |" for r in rows)]

@@ -3,44 +3,23 @@
 from __future__ import annotations
 
 import signal
-import socket
-import urllib.request
 from typing import Any
 
 import pytest
 
-from event_processor.pytest_plugin import group_lag, wait_until
 from event_processor.settings import Settings
 from event_processor.stack import connect, ferretdb, kafka, postgres, process
-from event_processor.verify import run_verify
-from tests.faults.fault_helpers import FaultProbe, new_group, wait_s
+from tests.faults.fault_helpers import (
+    FaultProbe,
+    duplicates_skipped,
+    free_port,
+    new_group,
+    verify_ok,
+    wait_consuming,
+    wait_s,
+)
 
 pytestmark = pytest.mark.fault
-
-VERIFY_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _duplicates(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("ep_duplicates_skipped_total"))  # fmt: skip
-
-
-def _verify(settings: Settings, group: str) -> tuple[int, int]:
-    report = run_verify(settings, VERIFY_TIMEOUT_S, group=group)
-    assert report.ok, "\n".join(report.summary_lines(max_lines=40))
-    data = report.to_dict()
-    return int(data.get("missing", 0) or 0), int(data.get("mismatched", 0) or 0)
 
 
 def _run_fault(
@@ -53,10 +32,10 @@ def _run_fault(
     rate: float = 100,
 ) -> dict[str, Any]:
     group = new_group()
-    port = _free_port()
+    port = free_port()
     consumer = start_consumer("f1", group=group, metrics_port=port)
-    # Caught up first (a new group skips the history), so duplicates count only replays.
-    assert wait_until(lambda: group_lag(settings, group) == 0, 60, 0.5)
+    # Consuming first (a new group skips the history), so duplicates count only replays.
+    wait_consuming(settings, group)
     probe = FaultProbe(settings, name)
     load = background_load(events, rate)
     wait_s(2.0)  # let the load run before the fault hits
@@ -64,9 +43,12 @@ def _run_fault(
     consumer = inject(consumer, group, port) or consumer
     probe.restored()
     load.wait()
-    lost, mismatched = _verify(settings, group)
-    duplicates = _duplicates(port)
-    return probe.finish(duplicates, lost, mismatched)
+    recovered = probe.await_recovery()  # the probe stops committing here
+    lost, mismatched = verify_ok(settings, group)
+    duplicates = duplicates_skipped(port)
+    row = probe.finish(duplicates, lost, mismatched)
+    assert recovered is not None, f"{name}: no change committed after the restore was applied"
+    return row
 
 
 def test_consumer_killed_and_restarted(
@@ -150,9 +132,9 @@ def test_postgres_restarted(
     if clean_pipeline.pg_external:
         pytest.skip("PostgreSQL is external: this test restarts the local server")
     group = new_group()
-    port = _free_port()
+    port = free_port()
     start_consumer("f1", group=group, metrics_port=port)
-    assert wait_until(lambda: group_lag(clean_pipeline, group) == 0, 60, 0.5)
+    wait_consuming(clean_pipeline, group)
     probe = FaultProbe(clean_pipeline, "PostgreSQL restart")
     first = background_load(300, 100)
     first.wait()
@@ -168,6 +150,8 @@ def test_postgres_restarted(
 
     assert first.model is not None
     run_load(clean_pipeline.postgres_dsn(), first.model.plan(300), 100)
-    lost, mismatched = _verify(clean_pipeline, group)
-    row = probe.finish(_duplicates(port), lost, mismatched)
+    recovered = probe.await_recovery()
+    lost, mismatched = verify_ok(clean_pipeline, group)
+    row = probe.finish(duplicates_skipped(port), lost, mismatched)
+    assert recovered is not None, "no change committed after the restart was applied"
     assert row["lost"] == 0 and row["mismatched"] == 0

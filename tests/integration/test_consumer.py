@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from event_processor.consumer.dlq import DeadLetterReader, header
 from event_processor.consumer.timings import TimingCollector
 from event_processor.metrics.timing import TimingRecord
 from event_processor.perf.consumer import group_assignment
-from event_processor.pytest_plugin import group_lag, wait_until
+from event_processor.pytest_plugin import group_lag, insert_customer, wait_until
 from event_processor.settings import Settings
 from event_processor.source.schema import apply_schema
 
@@ -30,15 +31,6 @@ def base_id(pg_conn: Any) -> int:
 
 def _group() -> str:
     return f"it-{uuid.uuid4().hex[:8]}"
-
-
-def _insert_customer(cur: Any, cid: int, name: str = "Ada") -> int:
-    cur.execute(
-        "INSERT INTO customers (id, email, full_name, address, tier) OVERRIDING SYSTEM VALUE "
-        "VALUES (%s, %s, %s, %s, 'silver') RETURNING txid_current() %% 4294967296",
-        (cid, f"{cid}-{uuid.uuid4().hex[:6]}@example.com", name, json.dumps({"city": "Oslo"})),
-    )
-    return int(cur.fetchone()[0])
 
 
 def _collect(
@@ -60,7 +52,7 @@ def test_rows_arrive_correct_with_six_timestamps(
     cid, pid, oid = base_id, base_id, base_id
     tx_ids = set()
     with pg_conn.cursor() as cur:
-        tx_ids.add(_insert_customer(cur, cid))
+        tx_ids.add(insert_customer(cur, cid))
         cur.execute(
             "INSERT INTO products (id, sku, name, price, tags) OVERRIDING SYSTEM VALUE "
             "VALUES (%s, %s, 'Lamp', 25.50, '{home}') RETURNING txid_current() %% 4294967296",
@@ -134,7 +126,7 @@ def test_replay_from_the_beginning_changes_nothing(
     first = start_consumer("c1", group=group)
     with pg_conn.cursor() as cur:
         for i in range(20):
-            _insert_customer(cur, base_id + i)
+            insert_customer(cur, base_id + i)
         cur.execute("UPDATE customers SET full_name = 'renamed' WHERE id = %s", (base_id,))
         cur.execute("DELETE FROM customers WHERE id = %s", (base_id + 1,))
     assert wait_until(lambda: (d := mongo_db.customers.find_one({"_id": str(base_id)})) is not None
@@ -167,7 +159,7 @@ def test_poison_message_is_dead_lettered_and_the_rest_applied(
     producer.flush()
     producer.close()
     with pg_conn.cursor() as cur:
-        _insert_customer(cur, base_id, "after-poison")
+        insert_customer(cur, base_id, "after-poison")
     assert wait_until(lambda: mongo_db.customers.find_one({"_id": str(base_id)}) is not None, 20)
     letters: list[Any] = []
     deadline = time.monotonic() + 20
@@ -180,6 +172,46 @@ def test_poison_message_is_dead_lettered_and_the_rest_applied(
     assert any("not JSON" in r for r in reasons)
     assert any("not a Debezium change event" in r for r in reasons)
     assert all(dict(m.headers)["ep.source.topic"].decode() == topic for m in letters)
+
+
+def test_document_the_store_refuses_is_dead_lettered_and_the_batch_applied(
+    ep_stack: Settings, pg_conn: Any, mongo_db: Any, start_consumer: Any, base_id: int
+) -> None:
+    """FerretDB 1.24 refuses nested arrays: an insert gets a write error (code 2), a
+    replace a reply without nModified (KeyError in pymongo). Neither may stop the
+    consumer: the events that produced such a document are dead-lettered, the rest of
+    the batch applied, and the consumer goes on."""
+    dlq = DeadLetterReader(ep_stack.kafka_servers(), ep_stack.dlq_topic)
+    consumer = start_consumer("c1", group=_group())
+    nested = json.dumps({"city": "Oslo", "geo": [[59.9, 10.7], [60.4, 5.3]]})
+    good, bad, after = base_id, base_id + 1, base_id + 2
+    with pg_conn.cursor() as cur:
+        insert_customer(cur, good, "good")
+    assert wait_until(lambda: mongo_db.customers.find_one({"_id": str(good)}) is not None, 20)
+    pg_conn.autocommit = False
+    with pg_conn.cursor() as cur:  # one transaction: one batch with good and bad rows
+        insert_customer(cur, bad, "refused on insert")
+        cur.execute("UPDATE customers SET address = %s WHERE id = %s", (nested, good))
+        cur.execute("UPDATE customers SET address = %s WHERE id = %s", (nested, bad))
+        insert_customer(cur, after, "applied beside them")
+    pg_conn.commit()
+    pg_conn.autocommit = True
+    assert wait_until(lambda: mongo_db.customers.find_one({"_id": str(after)}) is not None, 30)
+    letters = dlq.read(want=3, timeout_s=20)
+    dlq.close()
+    reasons = [header(m, "ep.reason") or "" for m in letters]
+    assert len(letters) == 3, reasons
+    assert all("nested arrays" in r or "nModified" in r for r in reasons), reasons
+    assert consumer.alive(), "a refused document must not stop the consumer"
+    assert mongo_db.customers.find_one({"_id": str(bad)}) is None
+    kept = mongo_db.customers.find_one({"_id": str(good)})
+    assert kept is not None and kept["address"] == {"city": "Oslo"}
+    # Offsets advanced past the batch: a later change is applied too.
+    with pg_conn.cursor() as cur:
+        insert_customer(cur, base_id + 3, "later")
+    assert wait_until(
+        lambda: mongo_db.customers.find_one({"_id": str(base_id + 3)}) is not None, 20
+    )
 
 
 def test_two_consumer_processes_share_the_work(
@@ -201,7 +233,7 @@ def test_two_consumer_processes_share_the_work(
     n = 60
     with pg_conn.cursor() as cur:
         for i in range(n):
-            tx_ids.add(_insert_customer(cur, base_id + i))
+            tx_ids.add(insert_customer(cur, base_id + i))
     ids = [str(base_id + i) for i in range(n)]
     assert wait_until(lambda: all(mongo_db.customers.find_one({"_id": i}) for i in ids), 30)
     records = _collect(collector, tx_ids, n)

@@ -239,3 +239,21 @@ def test_standalone_page() -> None:
     assert "0123abcd" in page
     assert "poll.interval.ms" in page and "4.3.0" in page
     assert page.count("data:image/png;base64,") == 3
+
+
+def test_dead_lettered_count_is_in_the_json_and_the_html() -> None:
+    stats = run()
+    gates = evaluate(stats, SLOS, scenario="poison", integrity_pct=100.0)
+    entry = scenario_result("poison", stats, gates, dead_lettered=3)
+    doc = build_document([entry], base_configuration(), commit="c")
+    data = json.loads(to_json(doc))
+    assert data["scenarios"][0]["dead_lettered"] == 3
+    assert parse_document(to_json(doc)).scenarios[0].dead_lettered == 3
+    # an older document without the field reads as 0
+    del data["scenarios"][0]["dead_lettered"]
+    assert parse_document(data).scenarios[0].dead_lettered == 0
+    fragment = scenario_fragment(entry)
+    assert "3 dead-lettered" in fragment
+    assert ">dead-lettered<" in fragment and ">3 events<" in fragment
+    page = render_standalone(doc)
+    assert ">dead-lettered<" in page  # the overview's column

@@ -30,13 +30,11 @@ from event_processor.consumer.envelope import (
 from event_processor.consumer.projection import Projected, project
 from event_processor.consumer.telemetry import ConsumerTelemetry
 from event_processor.consumer.timings import TimingPublisher
-from event_processor.consumer.writer import NO_MARK, Mark, MongoSink, fold
+from event_processor.consumer.writer import NO_MARK, Mark, MongoSink, Refused, fold
 from event_processor.metrics.timing import TimingRecord, wall_us
 from event_processor.settings import Settings
 
 log = logging.getLogger(__name__)
-
-MAX_EVENT_BYTES = 1024 * 1024  # a bigger change event is dead-lettered, not applied
 
 
 @dataclass
@@ -190,8 +188,10 @@ class ConsumerRunner:
         t4 = wall_us()
         if truncated:
             self._truncate(truncated)
-        self.sink.write(fold(projected))
+        refused = self.sink.write(fold(projected))
         t5 = wall_us()
+        if refused:
+            pending = self._dead_letter_refused(pending, refused)
         self.positions.update(advanced)
         self.sink.save_positions(advanced)
         self.dead_letters.flush()
@@ -223,14 +223,29 @@ class ConsumerRunner:
 
     def _decode(self, m: Any) -> ChangeEvent | None:
         size = len(m.value or b"")
-        if size > MAX_EVENT_BYTES:
-            self._dead_letter(m, f"oversized value: {size} bytes > {MAX_EVENT_BYTES}")
+        if size > self.settings.max_event_bytes:
+            limit = self.settings.max_event_bytes
+            self._dead_letter(m, f"oversized value: {size} bytes > {limit} (EP_MAX_EVENT_BYTES)")
             return None
         try:
             return self.decoder.decode(m.key, m.value)
         except MalformedEvent as exc:
             self._dead_letter(m, str(exc))
             return None
+
+    def _dead_letter_refused(
+        self, pending: list[tuple[ChangeEvent, Any, list[Projected]]], refused: Refused
+    ) -> list[tuple[ChangeEvent, Any, list[Projected]]]:
+        """Dead-letter every event that wrote to a document the store refused; returns
+        the events that were applied."""
+        applied = []
+        for event, m, writes in pending:
+            why = next((r for w in writes if (r := refused.get((w.collection, w.id)))), None)
+            if why is None:
+                applied.append((event, m, writes))
+            else:
+                self._dead_letter(m, why)
+        return applied
 
     def _dead_letter(self, m: Any, reason: str) -> None:
         log.warning("dead-lettering %s[%s]@%s: %s", m.topic, m.partition, m.offset, reason)

@@ -30,8 +30,8 @@ class TimingPublisher:
             self.producer.send(self.topic, value=json.dumps(rows, separators=(",", ":")).encode())
 
 
-class TimingCollector:
-    """Reads timing records published by every consumer process, from a noted start."""
+class TopicTail:
+    """Reads one topic from a noted start (every partition, no consumer group)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
@@ -68,12 +68,18 @@ class TimingCollector:
         for tp, off in offsets.items():
             self.consumer.seek(tp, off)
 
-    def poll(self, timeout_ms: int = 200) -> Iterator[TimingRecord]:
+    def messages(self, timeout_ms: int = 200) -> list[Any]:
         batches: dict[Any, Any] = self.consumer.poll(timeout_ms=timeout_ms, max_records=10000)
-        for messages in batches.values():
-            for m in messages:
-                for row in json.loads(m.value):
-                    yield TimingRecord.from_row(row)
+        return [m for messages in batches.values() for m in messages]
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class TimingCollector(TopicTail):
+    """Reads timing records published by every consumer process, from a noted start."""
+
+    def poll(self, timeout_ms: int = 200) -> Iterator[TimingRecord]:
+        for m in self.messages(timeout_ms):
+            for row in json.loads(m.value):
+                yield TimingRecord.from_row(row)

@@ -15,16 +15,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo import DeleteOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
     ConnectionFailure,
+    DuplicateKeyError,
     NetworkTimeout,
+    OperationFailure,
     ServerSelectionTimeoutError,
 )
-from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
+from tenacity import retry, retry_if_exception, stop_never, wait_exponential
 
 from event_processor.consumer.projection import POSITIONS_COLLECTION, Projected, Write
 
@@ -32,7 +35,16 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
 TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
+# What a store says when it refuses one document (not when it is unavailable): a bad
+# value or key (FerretDB: nested arrays, "$"-prefixed keys), a document pymongo cannot
+# encode (OverflowError: an integer beyond 64 bits), or a reply pymongo cannot read
+# (FerretDB 1.24 answers an update of a refused document without "nModified":
+# KeyError). Retried per document, then dead-lettered.
+REFUSED = (OperationFailure, InvalidDocument, KeyError, OverflowError)
+# Server codes that mean "try again later", never "this document is bad".
+RETRYABLE_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 MongoOp = ReplaceOne[Any] | UpdateOne | DeleteOne
+Refused = dict[tuple[str, str], str]  # (collection, _id) -> why the store refused it
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +198,7 @@ class MongoSink:
                 self._on_retry(msg)
 
         wrapped = retry(
-            retry=retry_if_exception_type(TRANSIENT),
+            retry=retry_if_exception(_transient),
             wait=wait_exponential(multiplier=0.1, max=5),
             stop=stop_never,
             before_sleep=before_sleep,
@@ -194,17 +206,21 @@ class MongoSink:
         )(fn)
         return wrapped()
 
-    def write(self, folded: dict[str, dict[str, Folded]]) -> int:
-        """Apply the folded writes; returns the number of operations acknowledged.
+    def write(self, folded: dict[str, dict[str, Folded]]) -> Refused:
+        """Apply the folded writes; returns the documents the store refused, with why.
 
         Commands run concurrently on ``write_concurrency`` connections: FerretDB runs
         each command's statements one after the other (a query and a write per update),
         so one connection at a time leaves the store's cores idle. A document appears
         once per batch, so commands never race on one document.
+
+        Unavailability is retried forever. A command the store refuses for another
+        reason is retried one document at a time (every write is idempotent): the
+        documents refused again are returned, to be dead-lettered, and the rest applied.
         """
-        count = 0
+        refused: Refused = {}
         inserting: list[tuple[str, dict[str, Folded], dict[str, dict[str, Any]], Future[Any]]] = []
-        jobs: list[Future[Any]] = []
+        jobs: list[Future[Refused]] = []
         for collection, docs in folded.items():
             coll = self.db[collection]
             inserts = {i: d for i, f in docs.items() if (d := f.insertable()) is not None}
@@ -212,39 +228,58 @@ class MongoSink:
                 future = self._pool.submit(self._insert_new, coll, inserts)
                 inserting.append((collection, docs, inserts, future))
             ops = [
-                op
+                (doc_id, op)
                 for doc_id, f in docs.items()
                 if doc_id not in inserts and (op := f.operation(doc_id)) is not None
             ]
             jobs += self._submit_ops(collection, ops)
-            count += len(ops)
-        for collection, docs, inserts, future in inserting:
-            failed: set[str] = future.result()
+        for collection, docs, _inserts, future in inserting:
+            failed, bad = future.result()
+            refused.update({(collection, doc_id): why for doc_id, why in bad.items()})
             # Already there (a replay, a reused key): fall back to the update path.
-            ops = [op for doc_id in failed if (op := docs[doc_id].operation(doc_id)) is not None]
+            ops = [
+                (doc_id, op)
+                for doc_id in failed
+                if (op := docs[doc_id].operation(doc_id)) is not None
+            ]
             jobs += self._submit_ops(collection, ops)
-            count += len(inserts) - len(failed) + len(ops)
         for job in jobs:
-            job.result()  # its exception (after the retries inside it) propagates
-        return count
+            refused.update(job.result())  # an exception (not a refusal) propagates
+        return refused
 
-    def _submit_ops(self, collection: str, ops: list[MongoOp]) -> list[Future[Any]]:
+    def _submit_ops(self, collection: str, ops: list[tuple[str, MongoOp]]) -> list[Future[Refused]]:
         # FerretDB 1.24 keeps one PostgreSQL connection per update statement open
         # until the whole command ends (a deferred close inside its loop); a command
         # with more statements than its pool has connections never finishes.
-        coll = self.db[collection]
         return [
-            self._pool.submit(
-                self._retrying,
-                f"bulk write to {collection}",
-                functools.partial(coll.bulk_write, chunk, ordered=False),
-            )
+            self._pool.submit(self._write_chunk, collection, chunk)
             for chunk in chunked(ops, self.max_ops_per_command)
         ]
 
-    def _insert_new(self, coll: Any, docs: dict[str, dict[str, Any]]) -> set[str]:
+    def _write_chunk(self, collection: str, chunk: list[tuple[str, MongoOp]]) -> Refused:
+        coll = self.db[collection]
+        write = functools.partial(coll.bulk_write, [op for _, op in chunk], ordered=False)
+        try:
+            self._retrying(f"bulk write to {collection}", write)
+            return {}
+        except REFUSED as exc:
+            log.warning("MongoDB refused a command to %s (%s); retrying per document",
+                        collection, _why(exc))  # fmt: skip
+        refused: Refused = {}
+        for doc_id, op in chunk:
+            one = functools.partial(coll.bulk_write, [op], ordered=True)
+            try:
+                self._retrying(f"write of {collection}/{doc_id}", one)
+            except REFUSED as exc:
+                refused[(collection, doc_id)] = _why(exc)
+        return refused
+
+    def _insert_new(
+        self, coll: Any, docs: dict[str, dict[str, Any]]
+    ) -> tuple[set[str], dict[str, str]]:
         """Insert documents the batch created (one batched command on FerretDB, where an
-        update costs a query and a write each). Returns the ids that already existed."""
+        update costs a query and a write each). Returns the ids that already existed and
+        the ids the store refused (with why)."""
         batch = [{"_id": doc_id, **doc} for doc_id, doc in docs.items()]
         try:
             write = functools.partial(coll.insert_many, batch, ordered=False)
@@ -252,9 +287,26 @@ class MongoSink:
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return {batch[e["index"]]["_id"] for e in errors}
-        return set()
+                return self._insert_each(coll, batch)
+            return {batch[e["index"]]["_id"] for e in errors}, {}
+        except REFUSED:
+            return self._insert_each(coll, batch)
+        return set(), {}
+
+    def _insert_each(
+        self, coll: Any, batch: list[dict[str, Any]]
+    ) -> tuple[set[str], dict[str, str]]:
+        """One insert per document (idempotent: one already there is a duplicate key)."""
+        existing: set[str] = set()
+        refused: dict[str, str] = {}
+        for doc in batch:
+            try:
+                self._retrying(f"insert into {coll.name}", functools.partial(coll.insert_one, doc))
+            except DuplicateKeyError:
+                existing.add(doc["_id"])
+            except REFUSED as exc:
+                refused[doc["_id"]] = _why(exc)
+        return existing, refused
 
     def load_positions(self, keys: list[str]) -> dict[str, Mark]:
         coll = self.db[POSITIONS_COLLECTION]
@@ -284,3 +336,28 @@ class MongoSink:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.client.close()
+
+
+def _transient(exc: BaseException) -> bool:
+    """The store is unavailable (retry forever), as opposed to refusing a document."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors", [])
+        return bool(errors) and all(e.get("code") in RETRYABLE_CODES for e in errors)
+    if isinstance(exc, OperationFailure):
+        return exc.code in RETRYABLE_CODES or exc.has_error_label("RetryableWriteError")
+    return False
+
+
+def _why(exc: BaseException) -> str:
+    """A refusal in one line: the store's message, else the exception."""
+    errmsg, code = None, None
+    if isinstance(exc, BulkWriteError) and exc.details.get("writeErrors"):
+        first = exc.details["writeErrors"][0]
+        errmsg, code = first.get("errmsg"), first.get("code")
+    elif isinstance(exc, OperationFailure):
+        errmsg, code = (exc.details or {}).get("errmsg", str(exc)), exc.code
+    if errmsg is None:
+        return f"MongoDB refused the document: {exc!r}"
+    return f"MongoDB refused the document: {errmsg} (code {code})"

@@ -13,7 +13,8 @@
 5. the harness waits until every committed row change has a timing record (at most
    ``delivery_timeout_s`` after the last send), leaves out the warm-up events,
    computes exact figures and gates them, then runs the integrity verifier, whose
-   verdict is the integrity gate (100 % only when it found nothing).
+   verdict is the integrity gate (100 % only when it found nothing); the events the
+   consumer dead-lettered during the run are counted from the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from event_processor.consumer.dlq import DeadLetterReader
 from event_processor.consumer.timings import TimingCollector
 from event_processor.errors import ConfigError, EventProcessorError, StackError
 from event_processor.metrics.scenarios import Scenario
@@ -156,6 +158,7 @@ def assemble(
     *,
     baseline: Mapping[str, Any] | None = None,
     tolerances: Mapping[str, float] | None = None,
+    dead_lettered: int = 0,
 ) -> tuple[list[GateResult], list[GateResult], ScenarioResult]:
     """Gates, baseline checks and the report entry of one run.
 
@@ -176,6 +179,7 @@ def assemble(
         rate=scenario.rate,
         seed=scenario.seed,
         warmup_events=scenario.warmup_events,
+        dead_lettered=dead_lettered,
     )
     return gates, baseline_gates, result
 
@@ -554,11 +558,13 @@ def run_scenario(
     say(f"starting a consumer in group {group}")
     consumer = _start_consumer(settings, group, scenario.name)
     collector: TimingCollector | None = None
+    dead_letters: DeadLetterReader | None = None
     try:
         say(f"warm-up: seeding the catalogue ({len(model.catalogue)} products)")
         _seed(settings, model, consumer)
         collector = TimingCollector(settings.kafka_servers(), settings.timings_topic)
         collector.seek(collector.mark_end())
+        dead_letters = DeadLetterReader(settings.kafka_servers(), settings.dlq_topic)
 
         metrics = _live_metrics(scenario) if dashboard else None
         thread = _CollectorThread(collector, metrics)
@@ -592,14 +598,23 @@ def run_scenario(
         say("verify: comparing PostgreSQL with the read model")
         verify_timeout = max(MIN_VERIFY_TIMEOUT_S, scenario.delivery_timeout_s)
         verify = _run_verify(settings, verify_timeout, verify_json, group)
+        # Dead letters are flushed before a batch's timing records are published.
+        dead_lettered = len(dead_letters.until_end(consumer_id=consumer.name))
     finally:
         if collector is not None:
             collector.close()
+        if dead_letters is not None:
+            dead_letters.close()
         log = str(consumer.log_path)
         stop_harness_consumer()
 
     gates, baseline_gates, result = assemble(
-        scenario, stats, verify.integrity_pct, baseline=baseline, tolerances=tolerances
+        scenario,
+        stats,
+        verify.integrity_pct,
+        baseline=baseline,
+        tolerances=tolerances,
+        dead_lettered=dead_lettered,
     )
     result.harness_cost = cost
     figures = _plots(stats, scenario) if plots else {}

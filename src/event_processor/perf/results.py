@@ -117,7 +117,8 @@ def results_table(doc: ResultDocument, title: str = "event-processor results") -
     """The per-scenario figures and verdicts as a Rich table."""
     table = Table(title=title)
     for col in ("scenario", "events", "applied", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms",
-                "max ms", "events/s", "success %", "integrity", "result"):  # fmt: skip
+                "max ms", "events/s", "success %", "dead-lettered", "integrity",
+                "result"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("scenario", "result") else "right")
     for r in doc.scenarios:
         success = "-" if r.success_rate is None else f"{r.success_rate * 100:.2f}"
@@ -134,6 +135,7 @@ def results_table(doc: ResultDocument, title: str = "event-processor results") -
             _ms(r.e2e_ms.max),
             f"{r.throughput_eps:.1f}",
             success,
+            str(r.dead_lettered),
             shown,
             "[green]PASSED[/]" if r.passed else "[red]FAILED[/]",
         )

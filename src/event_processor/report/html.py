@@ -81,6 +81,7 @@ def _figures_rows(r: ScenarioResult) -> list[str]:
     rows.append(_slo_row("throughput", f"{r.throughput_eps:.1f} events/s", r.slo.get("throughput")))
     success = "n/a" if r.success_rate is None else format_value(r.success_rate * 100, "%")
     rows.append(_slo_row("success", success, r.slo.get("success")))
+    rows.append(_slo_row("dead-lettered", f"{r.dead_lettered} events", None))
     integrity = r.slo.get("integrity")
     if integrity is not None:
         shown = "n/a" if integrity.measured is None else format_value(integrity.measured, "%")
@@ -281,6 +282,7 @@ def _headline(r: ScenarioResult) -> str:
     facts.append(f"{committed} row changes committed, {r.applied} applied")
     if r.duplicates:
         facts.append(f"{r.duplicates} redelivered")
+    facts.append(f"{r.dead_lettered} dead-lettered")
     return (
         f'<h3 style="margin:0.3em 0">Scenario {escape(r.name)} '
         f'<span style="{style};padding:0 6px">{verdict}</span></h3>'
@@ -393,13 +395,14 @@ def _overview(doc: ResultDocument) -> str:
                 _ms(r.e2e_ms.p50),
                 _ms(r.e2e_ms.p99),
                 f"{r.throughput_eps:.1f}",
+                str(r.dead_lettered),
             )
         )
         + _verdict(r.passed)
         + "</tr>"
         for r in doc.scenarios
     ]
-    head = ("scenario", "events", "e2e p50", "e2e p99", "events/s", "result")
+    head = ("scenario", "events", "e2e p50", "e2e p99", "events/s", "dead-lettered", "result")
     return _table(head, rows, "Scenarios")
 
 

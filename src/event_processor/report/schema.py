@@ -4,10 +4,13 @@ Shape::
 
     {"schema_version", "generated_at", "commit",
      "configuration": {versions, knobs, host_cpus, python, platform, ...},
-     "scenarios": [{name, events, committed, applied, throughput_eps, success_rate,
-                    e2e_ms: {...}, stages_ms: {capture, kafka, consumer_lag, processing},
+     "scenarios": [{name, events, committed, applied, dead_lettered, throughput_eps,
+                    success_rate, e2e_ms: {...},
+                    stages_ms: {capture, kafka, consumer_lag, processing},
                     by_kind: {...}, schedule_lag_ms: {...}, slo: {name: {...}}, passed}]}
 
+``dead_lettered`` counts the events the run's consumer sent to the dead-letter topic
+(poison, oversized, or a document the store refused) instead of applying them.
 Latency summaries are in milliseconds: {count, min, mean, p50, p95, p99, p999, max}.
 ``write_json`` keeps ``reports/latest.json`` plus a timestamped copy per run, so a later
 run can compare against any earlier one as a baseline.
@@ -93,6 +96,7 @@ class ScenarioResult(BaseModel):
     committed: int | None
     applied: int
     duplicates: int = 0
+    dead_lettered: int = 0  # events the consumer dead-lettered during the run
     unmatched_sends: int = 0
     throughput_eps: float
     success_rate: float | None
@@ -277,6 +281,7 @@ def scenario_result(
     rate: float | None = None,
     seed: int | None = None,
     warmup_events: int = 0,
+    dead_lettered: int = 0,
 ) -> ScenarioResult:
     """The report entry of one scenario run; it passed when every gate passed."""
     slo = _entries(gates)
@@ -289,6 +294,7 @@ def scenario_result(
             "rate": rate,
             "seed": seed,
             "warmup_events": warmup_events,
+            "dead_lettered": dead_lettered,
             "slo": slo,
             "baseline": baseline,
             "passed": passed,
