@@ -41,8 +41,11 @@ TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTi
 # (FerretDB 1.24 answers an update of a refused document without "nModified":
 # KeyError). Retried per document, then dead-lettered.
 REFUSED = (OperationFailure, InvalidDocument, KeyError, OverflowError)
-# Server codes that mean "try again later", never "this document is bad".
-RETRYABLE_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+# Server codes that mean "try again later", never "this document is bad". 1 is
+# InternalError: FerretDB's answer when its own PostgreSQL is unreachable; a document that
+# caused it would stall the consumer (visible as lag), which beats dead-lettering good
+# changes while the store is sick.
+RETRYABLE_CODES = frozenset({1, 6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 MongoOp = ReplaceOne[Any] | UpdateOne | DeleteOne
 Refused = dict[tuple[str, str], str]  # (collection, _id) -> why the store refused it
 
