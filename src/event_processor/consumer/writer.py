@@ -186,6 +186,7 @@ class MongoSink:
         write_concurrency: int = 4,
     ) -> None:
         self.max_ops_per_command = max_ops_per_command
+        self.write_concurrency = write_concurrency
         self._pool = ThreadPoolExecutor(write_concurrency, thread_name_prefix="mongo-write")
         self.client: MongoClient[dict[str, Any]] = MongoClient(
             uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=3000, socketTimeoutMS=30000
@@ -253,10 +254,14 @@ class MongoSink:
     def _submit_ops(self, collection: str, ops: list[tuple[str, MongoOp]]) -> list[Future[Refused]]:
         # FerretDB 1.24 keeps one PostgreSQL connection per update statement open
         # until the whole command ends (a deferred close inside its loop); a command
-        # with more statements than its pool has connections never finishes.
+        # with more statements than its pool has connections never finishes. Below that
+        # cap, spread a small batch over every connection: FerretDB runs a command's
+        # statements one after another (~0.7 ms each), so 8 updates as one command take
+        # ~5.5 ms and as four commands of two ~1.5 ms.
+        step = min(self.max_ops_per_command, -(-len(ops) // self.write_concurrency))
         return [
             self._pool.submit(self._write_chunk, collection, chunk)
-            for chunk in chunked(ops, self.max_ops_per_command)
+            for chunk in chunked(ops, max(1, step))
         ]
 
     def _write_chunk(self, collection: str, chunk: list[tuple[str, MongoOp]]) -> Refused:
