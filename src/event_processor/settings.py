@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(default=5, ge=0)
     # Write statements per MongoDB command (see consumer/writer.py: FerretDB's pool).
     mongo_ops_per_command: int = Field(default=16, ge=1)
+    # How often applied positions are saved to _ep_positions (and offsets committed):
+    # a replay after a crash re-applies at most this much (idempotently).
+    position_save_interval_ms: int = Field(default=100, ge=0)
     # Commands in flight at once: the store works on several connections in parallel.
     mongo_write_concurrency: int = Field(default=4, ge=1)
     # Debezium MongoDB sink of `event-processor race`: documents per ordered bulk write.

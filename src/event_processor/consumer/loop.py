@@ -20,6 +20,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from event_processor.consumer.dlq import DeadLetters
 from event_processor.consumer.envelope import (
@@ -56,6 +57,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runner = runner
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        # Between batches: all that was polled is written; hand over a fresh watermark.
+        self.runner.save_watermark(sync=True)
         for tp in revoked:
             self.runner.positions.pop(_position_key(tp.topic, tp.partition), None)
 
@@ -105,6 +108,10 @@ class ConsumerRunner:
         self.consumer.subscribe(pattern=settings.change_topic_pattern(), listener=_Rebalance(self))
         self.batches = 0
         self._batch_open = False  # a batch was polled but not completely written
+        # Marks applied in MongoDB but not yet saved in _ep_positions / committed to Kafka.
+        self._unsaved: dict[str, Mark] = {}
+        self._saved_at = time.monotonic()
+        self._save_interval_s = settings.position_save_interval_ms / 1000
 
     def _metrics_port(self) -> int:
         if self.options.metrics_port is not None:
@@ -128,6 +135,7 @@ class ConsumerRunner:
                     time.sleep(0.5)
                     continue
                 if not polled:
+                    self.save_watermark()
                     if (
                         self.options.idle_exit_s
                         and time.monotonic() - idle_since > self.options.idle_exit_s
@@ -193,15 +201,10 @@ class ConsumerRunner:
         if refused:
             pending = self._dead_letter_refused(pending, refused)
         self.positions.update(advanced)
-        self.sink.save_positions(advanced)
+        self._unsaved.update(advanced)
         self.dead_letters.flush()
-        # Asynchronous: the positions just written are the authoritative watermark, so a
-        # commit that fails or is overtaken (a rebalance, a broker restart) only means
-        # the next owner re-reads a little, and the positions skip it. Nothing is lost.
-        try:
-            self.consumer.commit_async(callback=_log_commit_failure)
-        except KafkaError as exc:
-            _log_commit_failure({}, exc)
+        if time.monotonic() - self._saved_at >= self._save_interval_s:
+            self.save_watermark()
         timing_started = time.perf_counter()
         cid = self.options.consumer_id
         # Rows in TimingRecord field order, built without objects: once per event.
@@ -220,6 +223,38 @@ class ConsumerRunner:
         done = time.perf_counter()
         self.telemetry.cost(done - timing_started, done - started)
         return rows
+
+    def save_watermark(self, sync: bool = False) -> None:
+        """Store the applied marks in ``_ep_positions``, then commit the same offsets.
+
+        Once per ``position_save_interval_ms`` (and when idle, on a rebalance, at exit),
+        not per batch: on FerretDB each position is an upsert (a query and a write), a
+        third of a small batch's time. A saved (offset, position) pair is always one
+        whose writes MongoDB acknowledged, and Kafka never gets an offset beyond the
+        saved pair; after a crash the consumer replays from an older pair, in log order,
+        and re-applies idempotent writes. Only the saved pair may skip events: a commit
+        ahead of it would let Debezium re-sends of older changes through.
+        """
+        self._saved_at = time.monotonic()
+        if not self._unsaved:
+            return
+        marks, self._unsaved = self._unsaved, {}
+        self.sink.save_positions(marks)
+        offsets = {}
+        for key, mark in marks.items():
+            topic, _, partition = key.rpartition("|")
+            offsets[TopicPartition(topic, int(partition))] = OffsetAndMetadata(
+                mark.offset + 1, "", -1
+            )
+        try:
+            if sync:
+                self.consumer.commit(offsets)
+            else:
+                self.consumer.commit_async(offsets, callback=_log_commit_failure)
+        except KafkaError as exc:
+            # A rebalance or a broker restart: the next owner re-reads from the last
+            # commit, and the positions just saved skip what we wrote. Nothing is lost.
+            _log_commit_failure({}, exc)
 
     def _decode(self, m: Any) -> ChangeEvent | None:
         size = len(m.value or b"")
@@ -266,8 +301,8 @@ class ConsumerRunner:
     def close(self) -> None:
         try:
             self.producer.flush(timeout=10)
-            if not self._batch_open:  # everything polled is written: commit it for sure
-                self.consumer.commit()
+            if not self._batch_open:  # everything polled is written: save it for sure
+                self.save_watermark(sync=True)
         except KafkaError as exc:
             _log_commit_failure({}, exc)
         finally:
