@@ -6,10 +6,15 @@ import json
 from typing import Any
 
 import pytest
-from integrity_helpers import add_customers, add_orders, add_products, assert_verified
 
 from event_processor.settings import Settings
 from event_processor.verify import run_verify
+from tests.integrity.integrity_helpers import (
+    add_customers,
+    add_orders,
+    add_products,
+    assert_verified,
+)
 
 pytestmark = pytest.mark.integrity
 

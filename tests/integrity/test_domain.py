@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from integrity_helpers import add_customers, add_orders, add_products, assert_verified
 
 from event_processor.settings import Settings
 from event_processor.source.generator import run_load, seed_catalogue
 from event_processor.source.workload import WorkloadModel
+from tests.integrity.integrity_helpers import (
+    add_customers,
+    add_orders,
+    add_products,
+    assert_verified,
+)
 
 pytestmark = pytest.mark.integrity
 

@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-from integrity_helpers import add_customers, add_orders, add_products, assert_verified
 
 from event_processor.pytest_plugin import wait_until
 from event_processor.settings import Settings
@@ -17,6 +16,12 @@ from event_processor.source.generator import run_load, seed_catalogue
 from event_processor.source.workload import WorkloadModel
 from event_processor.verify.baseline import Baseline, write_positions
 from event_processor.verify.drain import KafkaProgress
+from tests.integrity.integrity_helpers import (
+    add_customers,
+    add_orders,
+    add_products,
+    assert_verified,
+)
 
 pytestmark = pytest.mark.integrity
 

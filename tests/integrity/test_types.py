@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from integrity_helpers import assert_verified
 
 from event_processor.settings import Settings
+from tests.integrity.integrity_helpers import assert_verified
 
 pytestmark = pytest.mark.integrity
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from integrity_helpers import load_read_model_offline
 
 from event_processor.settings import Settings
 from event_processor.verify import run_verify
+from tests.integrity.integrity_helpers import load_read_model_offline
 
 pytestmark = pytest.mark.integrity
 
