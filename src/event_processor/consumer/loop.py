@@ -110,6 +110,8 @@ class ConsumerRunner:
         self._batch_open = False  # a batch was polled but not completely written
         # Marks applied in MongoDB but not yet saved in _ep_positions / committed to Kafka.
         self._unsaved: dict[str, Mark] = {}
+        # Next offset per partition polled and written (skipped duplicates included).
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._saved_at = time.monotonic()
         self._save_interval_s = settings.position_save_interval_ms / 1000
 
@@ -202,6 +204,9 @@ class ConsumerRunner:
             pending = self._dead_letter_refused(pending, refused)
         self.positions.update(advanced)
         self._unsaved.update(advanced)
+        for tp, messages in polled.items():
+            if messages:
+                self._uncommitted[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         self.dead_letters.flush()
         if time.monotonic() - self._saved_at >= self._save_interval_s:
             self.save_watermark()
@@ -236,16 +241,14 @@ class ConsumerRunner:
         ahead of it would let Debezium re-sends of older changes through.
         """
         self._saved_at = time.monotonic()
-        if not self._unsaved:
+        if self._unsaved:
+            marks, self._unsaved = self._unsaved, {}
+            self.sink.save_positions(marks)
+        if not self._uncommitted:
             return
-        marks, self._unsaved = self._unsaved, {}
-        self.sink.save_positions(marks)
-        offsets = {}
-        for key, mark in marks.items():
-            topic, _, partition = key.rpartition("|")
-            offsets[TopicPartition(topic, int(partition))] = OffsetAndMetadata(
-                mark.offset + 1, "", -1
-            )
+        # Every saved mark's offset is at least the last offset polled on its partition
+        # (a message skipped by offset lies below its mark): never ahead of the pair.
+        offsets, self._uncommitted = self._uncommitted, {}
         try:
             if sync:
                 self.consumer.commit(offsets)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from event_processor.metrics.timing import TimingRecord
@@ -27,7 +28,7 @@ class TimingPublisher:
     def publish_rows(self, rows: list[list[Any]]) -> None:
         """Rows in TimingRecord field order, one Kafka message for the whole batch."""
         if rows:
-            self.producer.send(self.topic, value=json.dumps(rows, separators=(",", ":")).encode())
+            self.producer.send(self.topic, value=orjson.dumps(rows))
 
 
 class TopicTail:

@@ -377,6 +377,20 @@ def _empty_source(settings: Settings) -> None:
         truncate_race(conn)
     finally:
         conn.close()
+    # Debezium skips TRUNCATE by default, so the race's inserts would stay in the change
+    # topic: a consumer replaying the topics from the beginning (a rebuild) would put
+    # race rows into the read model. The next race creates the topic again.
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        if race_topic(settings) in admin.list_topics():
+            admin.delete_topics([race_topic(settings)])
+    except KafkaError as exc:
+        raise RaceError(f"could not delete the race topic: {exc}", "delete it by hand") from None
+    finally:
+        admin.close()
 
 
 def _prepare_databases(settings: Settings) -> None:
