@@ -166,6 +166,30 @@ def _apply_connector(tuned: Settings) -> None:
     from event_processor.stack.connect import connector_config, register_connector
 
     register_connector(tuned, config=connector_config(tuned))
+    _wait_settled(tuned)
+
+
+def _wait_settled(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Right after a PUT, Connect may still report the old task while it restarts it:
+    wait until the whole stack reports healthy twice in a row, half a second apart."""
+    import time
+
+    from event_processor.errors import EventProcessorError
+    from event_processor.perf.harness import check_stack
+
+    deadline = time.monotonic() + timeout_s
+    healthy = 0
+    while True:
+        try:
+            check_stack(settings)
+            healthy += 1
+        except EventProcessorError:
+            healthy = 0
+            if time.monotonic() > deadline:
+                raise
+        if healthy >= 2:
+            return
+        time.sleep(0.5)
 
 
 class _Restorer:
