@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=3, ge=1, le=64)
 
     # Debezium / Connect producer tuning (measured: see README "Tuning").
-    poll_interval_ms: int = Field(default=5, ge=1)
+    poll_interval_ms: int = Field(default=10, ge=1)
     max_batch_size: int = Field(default=2048, ge=1)
     max_queue_size: int = Field(default=8192, ge=2)
     producer_linger_ms: int = Field(default=0, ge=0)
