@@ -313,6 +313,12 @@ def attach_outcome(item: pytest.Item, outcome: Any) -> None:
         item.user_properties.append((f"{outcome.scenario.name}.{gate.name}", gate.message))
 
 
+def attach_html(item: pytest.Item, fragment: str) -> None:
+    """Put a self-contained HTML fragment (a sweep, capacity or race section with its
+    inline plots) into the pytest-html report of ``item``."""
+    item.stash.setdefault(_EXTRAS_KEY, []).append(("html", fragment))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

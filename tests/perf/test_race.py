@@ -14,6 +14,8 @@ import pytest
 
 from event_processor.perf.race import OURS, SINK_CONNECTOR_NAME, THEIRS, sink_group
 from event_processor.perf.race_run import run_race
+from event_processor.pytest_plugin import attach_html
+from event_processor.report.html import race_fragment
 from event_processor.settings import Settings
 from event_processor.source.schema import RACE_TABLE
 from event_processor.stack import connect
@@ -25,10 +27,11 @@ RATE = 100.0
 
 
 def test_both_sinks_apply_every_row_and_the_race_cleans_up(
-    ep_stack: Settings, pg_conn: Any
+    ep_stack: Settings, pg_conn: Any, request: pytest.FixtureRequest
 ) -> None:
     outcome = run_race(ep_stack, EVENTS, RATE, timeout_s=180.0, plots=True)
     race = outcome.result
+    attach_html(request.node, race_fragment(race, outcome.plots))
 
     for side in (OURS, THEIRS):
         s = race.sides[side]

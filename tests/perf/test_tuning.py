@@ -16,6 +16,8 @@ from event_processor.perf.commands import default_slos
 from event_processor.perf.knobs import parse_knobs
 from event_processor.perf.results import write_reports
 from event_processor.perf.sweep import run_sweep
+from event_processor.pytest_plugin import attach_html
+from event_processor.report.html import capacity_section, sweep_section
 from event_processor.report.schema import load_json
 from event_processor.settings import Settings
 from event_processor.stack.connect import current_connector_config
@@ -27,7 +29,9 @@ pytestmark = pytest.mark.stress
 CAPACITY_FLOOR = 100.0
 
 
-def test_sweep_poll_interval_moves_p50(ep_stack: Settings, tmp_path: Path) -> None:
+def test_sweep_poll_interval_moves_p50(
+    ep_stack: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     before = current_connector_config(ep_stack)
     assert before is not None
     scenario = Scenario(name="sweep", events=150, rate=100, seed=8, delivery_timeout_s=30,
@@ -37,6 +41,7 @@ def test_sweep_poll_interval_moves_p50(ep_stack: Settings, tmp_path: Path) -> No
     latest, _stamped, html = write_reports(sweep.outcomes, tmp_path, sweep=sweep.section)
     section = load_json(latest).sweep
     assert section is not None
+    attach_html(request.node, sweep_section(section))
     by_value = {p.setting["poll.interval.ms"]: p for p in section.points}
     assert set(by_value) == {1, 500}, "the report must record both settings"
     for point in section.points:
@@ -50,7 +55,9 @@ def test_sweep_poll_interval_moves_p50(ep_stack: Settings, tmp_path: Path) -> No
     assert after == before, "the sweep did not restore the connector's configuration"
 
 
-def test_capacity_search_finds_a_sustainable_rate(ep_stack: Settings, tmp_path: Path) -> None:
+def test_capacity_search_finds_a_sustainable_rate(
+    ep_stack: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     p99 = default_slos().get("p99", 200.0)
     # No ramp-down below the floor: a pipeline that cannot carry it fails fast.
     controller = RateSearch(start=CAPACITY_FLOOR, maximum=800, minimum=CAPACITY_FLOOR,
@@ -60,6 +67,8 @@ def test_capacity_search_finds_a_sustainable_rate(ep_stack: Settings, tmp_path: 
 
     latest, _stamped, html = write_reports(run.outcomes, tmp_path, capacity=cap)
     stored = load_json(latest).capacity
+    if stored is not None:
+        attach_html(request.node, capacity_section(stored))
     assert stored is not None and len(stored.steps) == len(cap.steps) >= 1
     assert 'id="capacity"' in html.read_text()
     for step in cap.steps:
