@@ -258,10 +258,14 @@ class PerfSession:
         self.selected = [n for n in self.scenarios if not wanted or n in wanted]
         self.outcomes: list[Any] = []
         self.written: Path | None = None
+        self.warmed = False
 
     def run(self, settings: Settings, name: str) -> Any:
-        from event_processor.perf.harness import run_scenario
+        from event_processor.perf.harness import run_scenario, warm_up_pipeline
 
+        if not self.warmed:  # once per session, before the first gated scenario
+            self.warmed = True
+            warm_up_pipeline(settings)
         scenario = self.scenarios[name].with_slos(self.overrides)
         baseline = None if self.baseline is None else self.baseline.get(name)
         outcome = run_scenario(

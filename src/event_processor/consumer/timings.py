@@ -36,6 +36,7 @@ class TopicTail:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
+        self.bootstrap = bootstrap
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
@@ -51,13 +52,31 @@ class TopicTail:
         self.consumer.assign(self.partitions)
 
     def _ensure_topic(self) -> None:
-        # Asking for metadata auto-creates the topic on a broker that allows it.
-        for _ in range(50):
+        """Create the topic (broker defaults) when it does not exist yet.
+
+        Reading a topic that does not exist would leave us on a guessed partition 0,
+        and the first producer would then create it with the broker's partition count:
+        on a fresh cluster a reader missed two of three dead letters that way.
+        """
+        import time
+
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        if self.consumer.partitions_for_topic(self.topic):
+            return
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            admin.create_topics([NewTopic(self.topic, -1, -1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+        for _ in range(100):
+            self.consumer.topics()  # refresh metadata
             if self.consumer.partitions_for_topic(self.topic):
                 return
-            self.consumer.topics()
-            import time
-
             time.sleep(0.1)
 
     def mark_end(self) -> dict[TopicPartition, int]:

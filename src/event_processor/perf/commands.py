@@ -243,6 +243,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ScenarioError(f"unknown scenario {unknown[0]!r}; known: {', '.join(scenarios)}")
     outcomes = []
     reports_dir = args.reports or default_reports_dir()
+    from event_processor.perf.harness import warm_up_pipeline
+
+    err.rule("[bold]warm-up[/]: not measured")
+    warm_up_pipeline(settings, on_progress=lambda msg: err.print(f"[dim]{msg}[/]"))
     for name in names:
         err.rule(f"[bold]{name}[/]: {scenarios[name].events} events at {scenarios[name].rate:g}/s")
         svg = reports_dir / f"dashboard-{name}.svg"
