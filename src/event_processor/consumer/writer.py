@@ -8,8 +8,10 @@ the loop skip replayed or duplicated older events.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -340,6 +342,22 @@ class MongoSink:
         ]
         for job in jobs:
             job.result()
+
+    def warm_up(self) -> None:
+        """Open one connection per writer thread now (pymongo opens them lazily): the
+        first concurrent batch otherwise pays the handshakes, seen as a slower first
+        second in short runs. A store that is not reachable yet is not an error here."""
+        barrier = threading.Barrier(self.write_concurrency, timeout=10)
+
+        def ping() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()  # all at once, so each needs a connection of its own
+            self.db.command("ping")
+
+        jobs = [self._pool.submit(ping) for _ in range(self.write_concurrency)]
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                job.result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

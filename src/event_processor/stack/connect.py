@@ -257,10 +257,16 @@ def put_connector(
     deadline = time.monotonic() + timeout_s
     state = "MISSING"
     while time.monotonic() < deadline:
-        status = connector_status(settings, name)
-        state = connector_state(status)
-        if state == "RUNNING" and _tasks_configured(settings, name, wanted):
-            return state
+        try:
+            status = connector_status(settings, name)
+            state = connector_state(status)
+            if state == "RUNNING" and _tasks_configured(settings, name, wanted):
+                return state
+        except urllib.error.HTTPError as exc:
+            # 409/500 while the worker rebalances the re-created task: ask again.
+            if exc.code < 409:
+                raise
+            state, status = f"HTTP {exc.code}", None
         trace = failed_task_trace(status)
         if trace is not None:
             raise StackError(component, f"connector task failed: {trace} ({name})",
