@@ -32,3 +32,23 @@ def test_vectorised_batches_record_the_same_histograms_as_small_ones() -> None:
     assert one_by_one.stages._counts == vectorised.stages._counts
     assert one_by_one.stages._sums == vectorised.stages._sums
     assert sum(vectorised.stages._counts["end_to_end"]) == len(rows)
+
+
+def test_batch_messages_expand_to_the_same_records_and_histograms() -> None:
+    from event_processor.consumer.timings import EVENT_COLUMNS, TimingBatch
+    from event_processor.metrics.timing import TimingRecord
+
+    full = _rows(VECTOR_MIN_ROWS * 2, seed=5)
+    t3, t4, t5 = 2_000_000, 2_000_100, 2_003_000
+    for r in full:  # one batch: T3..T5 and the consumer are shared
+        r[8], r[9], r[10], r[13] = t3, t4, t5, "c"
+    batch = TimingBatch(t3, t4, t5, "c")
+    compact = [r[:8] + r[11:13] for r in full]
+    assert len(compact[0]) == len(EVENT_COLUMNS)
+    assert batch.records(compact) == [TimingRecord.from_row(r) for r in full]
+    for rows in (compact[:8], compact):  # below and above the vector threshold
+        by_rows, by_batch = ConsumerTelemetry(0), ConsumerTelemetry(0)
+        by_rows.applied_rows([[*r[:8], t3, t4, t5, *r[8:], "c"] for r in rows])
+        by_batch.applied_batch(batch, rows)
+        assert by_rows.stages._counts == by_batch.stages._counts
+        assert by_rows.stages._sums == by_batch.stages._sums

@@ -79,6 +79,33 @@ class ConsumerTelemetry:
         for (table, op), n in counts.items():
             self.events.labels(table, op).inc(n)
 
+    def applied_batch(self, batch: Any, rows: list[list[Any]]) -> None:
+        """Rows of ``timings.EVENT_COLUMNS`` (T0..T2 at 5..7) of one TimingBatch."""
+        if not rows:
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for r in rows:
+            key = (r[0], r[1])
+            counts[key] = counts.get(key, 0) + 1
+        t3, t5 = batch.t3_us, batch.t5_us
+        self.stages.record_same("processing", t5 - t3, len(rows))  # one per batch
+        if len(rows) < VECTOR_MIN_ROWS:
+            capture, kafka, lag, _processing, e2e = self.stages.recorders()
+            for r in rows:
+                t0, t1, t2 = r[5], r[6], r[7]
+                capture(t1 - t0)
+                kafka(t2 - t1)
+                lag(t3 - t2)
+                e2e(t5 - t0)
+        else:
+            t = np.array([r[5:8] for r in rows], dtype=np.int64)
+            self.stages.record_many("capture", t[:, 1] - t[:, 0])
+            self.stages.record_many("kafka", t[:, 2] - t[:, 1])
+            self.stages.record_many("consumer_lag", t3 - t[:, 2])
+            self.stages.record_many("end_to_end", t5 - t[:, 0])
+        for (table, op), n in counts.items():
+            self.events.labels(table, op).inc(n)
+
     def cost(self, instrumentation_s: float, batch_s: float) -> None:
         self.instrumentation.inc(instrumentation_s)
         self.batch_time.inc(batch_s)
@@ -142,6 +169,11 @@ class StageHistograms:
         for i in np.flatnonzero(slots):
             counts[i] += int(slots[i])
         self._sums[stage] += int(values.sum())
+
+    def record_same(self, stage: str, value_us: int, count: int) -> None:
+        value_us = max(value_us, 0)
+        self._counts[stage][bisect.bisect_left(self._bounds_us, value_us)] += count
+        self._sums[stage] += value_us * count
 
     def recorders(self) -> list[Any]:
         bounds = self._bounds_us

@@ -7,14 +7,41 @@ topic, which a collector reads from the offset it noted at the start of a run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from event_processor.metrics.timing import TimingRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TimingBatch:
+    """What every event of one consumer batch shares: T3, T4, T5 and the consumer.
+
+    A batch's message carries them once, and per event only table, op, key, tx_id,
+    lsn, T0, T1, T2, partition, offset (``EVENT_COLUMNS``): ~40 % fewer bytes for
+    the producer to copy and send than whole rows, which was most of the harness's
+    own cost at full speed.
+    """
+
+    t3_us: int
+    t4_us: int
+    t5_us: int
+    consumer: str
+
+    def records(self, rows: list[list[Any]]) -> list[TimingRecord]:
+        t3, t4, t5, c = self.t3_us, self.t4_us, self.t5_us, self.consumer
+        return [
+            TimingRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], t3, t4, t5, r[8], r[9], c)
+            for r in rows
+        ]
+
+
+EVENT_COLUMNS = ("table", "op", "key", "tx_id", "lsn", "t0_us", "t1_us", "t2_us",
+                 "partition", "offset")  # fmt: skip
 
 
 class TimingPublisher:
@@ -29,6 +56,12 @@ class TimingPublisher:
         """Rows in TimingRecord field order, one Kafka message for the whole batch."""
         if rows:
             self.producer.send(self.topic, value=orjson.dumps(rows))
+
+    def publish_batch(self, batch: TimingBatch, rows: list[list[Any]]) -> None:
+        """One consumer batch: shared stamps once, then rows of ``EVENT_COLUMNS``."""
+        if rows:
+            shared = [batch.t3_us, batch.t4_us, batch.t5_us, batch.consumer]
+            self.producer.send(self.topic, value=orjson.dumps({"b": shared, "r": rows}))
 
 
 class TopicTail:
@@ -101,5 +134,9 @@ class TimingCollector(TopicTail):
 
     def poll(self, timeout_ms: int = 200) -> Iterator[TimingRecord]:
         for m in self.messages(timeout_ms):
-            for row in json.loads(m.value):
-                yield TimingRecord.from_row(row)
+            doc = orjson.loads(m.value)
+            if isinstance(doc, dict):  # publish_batch
+                yield from TimingBatch(*doc["b"]).records(doc["r"])
+            else:  # publish_rows: whole rows
+                for row in doc:
+                    yield TimingRecord.from_row(row)
