@@ -664,7 +664,7 @@ def run_scenario(
 
 
 # The unmeasured run before the first gated scenario (see warm_up_pipeline).
-PIPELINE_WARMUP_EVENTS = 3000
+PIPELINE_WARMUP_EVENTS = 30_000  # 60 s at the stress rate, as OMB's default warm-up
 PIPELINE_WARMUP_RATE = 500.0
 
 
@@ -674,7 +674,10 @@ def warm_up_pipeline(settings: Settings, on_progress: ProgressFn | None = None) 
     Debezium, Connect and Kafka run in JVMs that compile their hot paths only under
     load. Measured right after the fault suite had restarted both JVMs, the 1,000-event
     scenario's Kafka stage had a p50 of 32.6 ms (e2e p50 62.3 ms); the same scenario a
-    minute later, warm, 7.8 ms (e2e 18.2 ms). Returns whether the warm-up delivered.
+    minute later, warm, 7.8 ms (e2e 18.2 ms). Neither 3,000 nor 10,000 events were
+    enough right after a `stack up` (stress e2e p50 66.6 and 32.7 ms, every stage slow,
+    against 17-20 ms on a stack up for half an hour): one minute at the stress rate,
+    the OpenMessaging Benchmark's default warm-up. Returns whether it delivered.
     """
     from event_processor.metrics.scenarios import Scenario as _Scenario
 
