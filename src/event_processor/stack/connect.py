@@ -241,7 +241,10 @@ def put_connector(
         # Re-PUTting an unchanged config restarts the task for nothing (and, right after
         # a worker restart, races its recovery): only write when something differs.
         current = _get_or_none(url, timeout=10)
-        if current is None or any(current.get(k) != v for k, v in wanted.items()):
+        # Extra keys count too: a key set by hand (or by an earlier version) stays in
+        # force until the whole config is written again.
+        held = {k: v for k, v in (current or {}).items() if k != "name"}
+        if current is None or held != {k: v for k, v in wanted.items() if k != "name"}:
             _http("PUT", url, wanted, timeout=30)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:400]
