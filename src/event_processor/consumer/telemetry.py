@@ -11,7 +11,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import HistogramMetricFamily
 
-from event_processor.metrics.timing import STAGES, TimingRecord
+from event_processor.metrics.timing import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -46,38 +46,6 @@ class ConsumerTelemetry:
         self._lag_checked = 0.0
         if port:
             self.server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
-
-    def applied(self, records: list[TimingRecord]) -> None:
-        self.applied_rows([r.to_row() for r in records])
-
-    def applied_rows(self, rows: list[list[Any]]) -> None:
-        """Rows in TimingRecord field order: t0..t5 are columns 5..10."""
-        if not rows:
-            return
-        counts: dict[tuple[str, str], int] = {}
-        for r in rows:
-            key = (r[0], r[1])
-            counts[key] = counts.get(key, 0) + 1
-        if len(rows) < VECTOR_MIN_ROWS:
-            capture, kafka, lag, processing, e2e = self.stages.recorders()
-            for r in rows:
-                t0, t1, t2, t3, _t4, t5 = r[5:11]
-                capture(t1 - t0)
-                kafka(t2 - t1)
-                lag(t3 - t2)
-                processing(t5 - t3)
-                e2e(t5 - t0)
-        else:
-            # One array per batch, not five Python calls per event: 0.4 instead of
-            # 0.85 µs an event at 200+ rows, where batches are big (full speed).
-            t = np.array([r[5:11] for r in rows], dtype=np.int64)
-            self.stages.record_many("capture", t[:, 1] - t[:, 0])
-            self.stages.record_many("kafka", t[:, 2] - t[:, 1])
-            self.stages.record_many("consumer_lag", t[:, 3] - t[:, 2])
-            self.stages.record_many("processing", t[:, 5] - t[:, 3])
-            self.stages.record_many("end_to_end", t[:, 5] - t[:, 0])
-        for (table, op), n in counts.items():
-            self.events.labels(table, op).inc(n)
 
     def applied_batch(self, batch: Any, rows: list[list[Any]]) -> None:
         """Rows of ``timings.EVENT_COLUMNS`` (T0..T2 at 5..7) of one TimingBatch."""

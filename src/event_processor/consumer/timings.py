@@ -49,14 +49,6 @@ class TimingPublisher:
         self.producer = producer
         self.topic = topic
 
-    def publish(self, records: list[TimingRecord]) -> None:
-        self.publish_rows([r.to_row() for r in records])
-
-    def publish_rows(self, rows: list[list[Any]]) -> None:
-        """Rows in TimingRecord field order, one Kafka message for the whole batch."""
-        if rows:
-            self.producer.send(self.topic, value=orjson.dumps(rows))
-
     def publish_batch(self, batch: TimingBatch, rows: list[list[Any]]) -> None:
         """One consumer batch: shared stamps once, then rows of ``EVENT_COLUMNS``."""
         if rows:
@@ -135,8 +127,4 @@ class TimingCollector(TopicTail):
     def poll(self, timeout_ms: int = 200) -> Iterator[TimingRecord]:
         for m in self.messages(timeout_ms):
             doc = orjson.loads(m.value)
-            if isinstance(doc, dict):  # publish_batch
-                yield from TimingBatch(*doc["b"]).records(doc["r"])
-            else:  # publish_rows: whole rows
-                for row in doc:
-                    yield TimingRecord.from_row(row)
+            yield from TimingBatch(*doc["b"]).records(doc["r"])

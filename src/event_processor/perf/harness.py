@@ -679,12 +679,10 @@ def warm_up_pipeline(settings: Settings, on_progress: ProgressFn | None = None) 
     against 17-20 ms on a stack up for half an hour): one minute at the stress rate,
     the OpenMessaging Benchmark's default warm-up. Returns whether it delivered.
     """
-    from event_processor.metrics.scenarios import Scenario as _Scenario
-
     say = on_progress or (lambda _msg: None)
     say(f"pipeline warm-up: {PIPELINE_WARMUP_EVENTS} events at {PIPELINE_WARMUP_RATE:g}/s, "
         "not measured (JIT-compiles the JVMs' hot paths)")  # fmt: skip
-    scenario = _Scenario(
+    scenario = Scenario(
         name="pipeline-warmup",
         events=PIPELINE_WARMUP_EVENTS,
         rate=PIPELINE_WARMUP_RATE,
