@@ -50,7 +50,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
             for name, text in result:
                 console.print(f"[bold]{name:>9}[/] {text}")
         return 0
-    status = manager.status(settings)
+    status = manager.status(settings, cost_window_s=1.0)
     if args.json:
         out.print_json(json.dumps(status))
     else:
@@ -77,6 +77,13 @@ def _print_status(status: dict[str, Any]) -> None:
             detail,
         )
     out.print(table)
+    cost = status.get("cost")
+    if cost and cost.get("groups"):
+        shares = ", ".join(
+            f"{name} {g['share_of_a_core_pct']:.0f} %" for name, g in cost["groups"].items()
+        )
+        out.print(f"CPU over {cost['window_s']:.0f} s: host {cost['host_busy_pct']:.0f} % busy "
+                  f"(steal {cost['host_steal_pct']:.1f} %); {shares} of a core")  # fmt: skip
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
@@ -182,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from event_processor.perf.commands import add_subcommands as add_perf_subcommands
 
-    add_perf_subcommands(sub)  # load, report
+    add_perf_subcommands(sub)  # load, demo, race, report
+    from event_processor.perf.tuning_commands import add_subcommands as add_tuning_subcommands
+
+    add_tuning_subcommands(sub)  # sweep, capacity
     from event_processor.dashboard.attach import add_subcommand as add_dashboard_subcommand
 
     add_dashboard_subcommand(sub)

@@ -7,11 +7,6 @@ endpoints configured by EP_* variables) and leave it running for the next run.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +14,7 @@ from typing import Any
 import pytest
 
 from event_processor.settings import PROJECT_ROOT, Settings, get_settings
+from event_processor.testing import ConsumerProcess, change_topics, commit_at_end
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -109,46 +105,6 @@ def clean_pipeline(ep_stack: Settings, pg_conn: Any) -> Iterator[Settings]:
     manager.up(ep_stack)  # a test that stopped a service leaves the stack whole again
 
 
-class ConsumerProcess:
-    """A real `event-processor consume` process, stopped by its PID."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        log_dir: Path,
-        name: str,
-        group: str | None = None,
-        metrics_port: int = 0,
-    ) -> None:
-        self.name = name
-        self.log = log_dir / f"consumer-{name}.log"
-        argv = [sys.executable, "-m", "event_processor.cli", "consume",
-                "--metrics-port", str(metrics_port), "--consumer-id", name]  # fmt: skip
-        if group:
-            argv += ["--group", group]
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
-                                     env={**os.environ}, cwd=PROJECT_ROOT)  # fmt: skip
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._out.close()
-        return int(self.proc.returncode)
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL, 5)
-
-
 @pytest.fixture
 def start_consumer(ep_stack: Settings, tmp_path: Path) -> Iterator[Any]:
     """Factory: start consumer processes for one test; all are stopped afterwards."""
@@ -161,71 +117,19 @@ def start_consumer(ep_stack: Settings, tmp_path: Path) -> Iterator[Any]:
         if group and at_end and group not in seen_groups:
             # A new group would otherwise read every change topic from the beginning
             # (skipping what the read model has, but reading it all): start at the end.
-            from event_processor.perf.consumer import change_topics, commit_at_end
-
             commit_at_end(ep_stack, group, change_topics(ep_stack))
         if group:
             # A restart in the same group resumes from its committed offsets.
             seen_groups.add(group)
-        proc = ConsumerProcess(ep_stack, tmp_path, name, group, metrics_port)
+        proc = ConsumerProcess(
+            name, tmp_path / f"consumer-{name}.log", group=group, metrics_port=metrics_port
+        )
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
         proc.stop()
-
-
-def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll a condition (never a bare sleep); True when it held within the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
-
-
-def insert_customer(cur: Any, cid: int, name: str = "Ada") -> int:
-    """Insert one customer with an explicit id (a range the workload never uses);
-    returns its transaction id as Debezium reports it (source.txId)."""
-    import json
-    import uuid
-
-    cur.execute(
-        "INSERT INTO customers (id, email, full_name, address, tier) OVERRIDING SYSTEM VALUE "
-        "VALUES (%s, %s, %s, %s, 'silver') RETURNING txid_current() %% 4294967296",
-        (cid, f"{cid}-{uuid.uuid4().hex[:6]}@example.com", name, json.dumps({"city": "Oslo"})),
-    )
-    return int(cur.fetchone()[0])
-
-
-def group_lag(settings: Settings, group: str) -> int:
-    """Messages the group has not committed yet over the change topics."""
-    import re
-
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers(), group_id=None)
-    try:
-        topics = [t for t in consumer.topics() if re.match(settings.change_topic_pattern(), t)]
-        parts = [
-            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
-        ]
-        ends = consumer.end_offsets(parts)
-        committed = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        consumer.close()
-        admin.close()
-    # A partition the group never committed counts from offset 0 (no change topic at
-    # all, as on a fresh stack, is lag 0).
-    lag = 0
-    for tp, end in ends.items():
-        meta = committed.get(tp)
-        offset = getattr(meta, "offset", None) if meta is not None else None
-        lag += end - (offset if offset is not None and offset >= 0 else 0)
-    return lag
 
 
 # --- load scenarios under SLO gates (tests/perf) ---------------------------------------

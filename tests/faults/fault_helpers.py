@@ -3,10 +3,8 @@ and the probe that measures what the fault did."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +15,7 @@ from event_processor.metrics.timing import SendRecord
 from event_processor.settings import Settings
 from event_processor.source.generator import run_load, seed_catalogue
 from event_processor.source.workload import WorkloadModel
+from event_processor.testing import scrape_metrics
 
 
 @dataclass
@@ -75,9 +74,8 @@ def new_group() -> str:
 def wait_consuming(settings: Settings, group: str, timeout_s: float = 60) -> None:
     """Until the group's consumer owns every change topic and has caught up: before
     that, events 'in flight' would only be events no consumer was reading yet."""
-    from event_processor.perf.consumer import assigned_topics, change_topics
     from event_processor.perf.harness import ensure_topics
-    from event_processor.pytest_plugin import group_lag, wait_until
+    from event_processor.testing import assigned_topics, change_topics, group_lag, wait_until
 
     ensure_topics(settings)
     wanted = set(change_topics(settings))
@@ -95,20 +93,8 @@ def wait_s(seconds: float) -> None:
 VERIFY_TIMEOUT_S = 120
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def duplicates_skipped(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("ep_duplicates_skipped_total"))  # fmt: skip
+    return scrape_metrics(port, timeout_s=2).get("ep_duplicates_skipped_total", 0.0)
 
 
 def verify_ok(settings: Settings, group: str) -> tuple[int, int]:
@@ -173,7 +159,7 @@ class FaultProbe:
         import psycopg2
 
         from event_processor.metrics.timing import wall_us
-        from event_processor.pytest_plugin import insert_customer
+        from event_processor.testing import insert_customer
 
         next_id = 3 * 10**9 + random.randint(0, 10**8)
         conn = None

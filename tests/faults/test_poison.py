@@ -10,7 +10,8 @@ from kafka import KafkaProducer
 
 from event_processor.consumer.dlq import DeadLetterReader, header
 from event_processor.settings import Settings
-from tests.faults.fault_helpers import free_port, new_group, verify_ok, wait_consuming, wait_s
+from event_processor.testing import free_port
+from tests.faults.fault_helpers import new_group, verify_ok, wait_consuming, wait_s
 
 pytestmark = pytest.mark.fault
 

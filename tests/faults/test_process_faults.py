@@ -9,10 +9,10 @@ import pytest
 
 from event_processor.settings import Settings
 from event_processor.stack import connect, ferretdb, kafka, postgres, process
+from event_processor.testing import free_port
 from tests.faults.fault_helpers import (
     FaultProbe,
     duplicates_skipped,
-    free_port,
     new_group,
     verify_ok,
     wait_consuming,

@@ -16,7 +16,12 @@ from event_processor.metrics.timing import SendRecord
 from event_processor.settings import Settings
 from event_processor.source.generator import GeneratorError, run_load, seed_catalogue
 from event_processor.source.schema import DOMAIN_TABLES, apply_schema, truncate_all
-from event_processor.source.workload import OrderCancelled, OrderPlaced, WorkloadModel
+from event_processor.source.workload import (
+    OrderCancelled,
+    OrderPlaced,
+    PlannedEvent,
+    WorkloadModel,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +150,30 @@ def test_a_plan_that_does_not_match_the_database_fails_loudly(dsn: str, conn: An
     run_load(dsn, plan, 1000.0)
     with pytest.raises(GeneratorError, match="generator"):
         run_load(dsn, plan, 1000.0)  # the same ids again: duplicate keys
+
+
+def test_a_transaction_that_changes_other_rows_than_planned_is_rolled_back(
+    dsn: str, conn: Any
+) -> None:
+    """One round trip per transaction (autocommit) still rolls a mismatch back: here a
+    cancellation whose order is not in the planned status deletes the payment (1 row)
+    but updates no order, so the statement raises and the payment stays."""
+    model = WorkloadModel(seed=9)
+    seed_catalogue(dsn, model)
+    run_load(dsn, model.plan(200), 1000.0)
+    conn.rollback()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT o.id, p.id FROM orders o JOIN payments p ON p.order_id = o.id "
+            "WHERE o.status = 'paid' LIMIT 1"
+        )
+        row = cur.fetchone()
+    assert row is not None, "the plan made no paid order"
+    order_id, payment_id = row
+    wrong = PlannedEvent(0, 0, OrderCancelled(order_id, "shipped", "test", payment_id))
+    with pytest.raises(GeneratorError, match="changed 1 rows, the plan expects 2"):
+        run_load(dsn, [wrong], 100.0)
+    conn.rollback()
+    assert _count(conn, f"SELECT count(*) FROM payments WHERE id = {int(payment_id)}") == 1
+    assert _count(conn, f"SELECT count(*) FROM orders WHERE id = {int(order_id)} "
+                  "AND status = 'paid'") == 1  # fmt: skip

@@ -118,6 +118,7 @@ def load_read_model_offline(
     from kafka.structs import OffsetAndMetadata
     from pymongo import MongoClient
 
+    from event_processor.consumer.column_types import ColumnTypes
     from event_processor.consumer.envelope import EnvelopeDecoder
     from event_processor.consumer.projection import project
     from event_processor.consumer.writer import fold
@@ -132,7 +133,7 @@ def load_read_model_offline(
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri())
-    decoder = EnvelopeDecoder()
+    decoder = EnvelopeDecoder(ColumnTypes(settings.postgres_dsn()))
     deadline = time.monotonic() + timeout_s
     seen = 0
     try:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from event_processor.pytest_plugin import wait_until
 from event_processor.settings import Settings
 from event_processor.source.generator import run_load, seed_catalogue
 from event_processor.source.workload import WorkloadModel
+from event_processor.testing import wait_until
 from event_processor.verify.baseline import Baseline, write_positions
 from event_processor.verify.drain import KafkaProgress
 from tests.integrity.integrity_helpers import (
@@ -107,7 +107,7 @@ def test_rebuild_from_the_log_gives_the_same_read_model(
     first = start_consumer("first")
     _some_history(pg_conn)
     assert_verified(ep_stack)
-    before = dump(include_positions=False)
+    before = dump(include_metadata=False)
     first.stop()
 
     # Throw the read model away and rewind the positions to where this test began:
@@ -121,7 +121,7 @@ def test_rebuild_from_the_log_gives_the_same_read_model(
     try:
         assert wait_until(lambda: _group_lag(ep_stack, group) == 0, 120, 0.5), "rebuild lags"
         assert_verified(ep_stack, group=group)
-        assert _embedded_maps_defaulted(dump(include_positions=False)) == (
+        assert _embedded_maps_defaulted(dump(include_metadata=False)) == (
             _embedded_maps_defaulted(before)
         )
     finally:

@@ -36,9 +36,19 @@ def test_scenario_meets_its_slos(
         outcome.verify.lines
     )
 
+    # A verdict on the pipeline needs the load it was planned for: a generator that fell
+    # behind its schedule makes the run INVALID, whatever its latencies say.
+    validity = outcome.result.validity or {}
+    assert validity.get("valid", False), (
+        f"{scenario.name}: INVALID: load not offered as planned: "
+        + "; ".join(validity.get("reasons", ["no validity verdict"]))
+    )
+
     gates = {g.name for g in outcome.gates}
     assert set(scenario.slos) <= gates, f"{scenario.name}: SLOs without a gate"
     failed = [g.message for g in outcome.gates if not g.passed]
+    if failed and validity.get("saturated"):
+        failed.append(f"(host saturated: {validity.get('host_busy_pct')} % busy)")
     assert not failed, "\n".join(failed)
 
     regressions = [g.message for g in outcome.baseline_gates if not g.passed]

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from event_processor.metrics.scenarios import Scenario
+from event_processor.metrics.scenarios import Scenario, default_slos
 from event_processor.perf.capacity import MAX_BACKLOG_GROWTH, RateSearch, run_capacity
-from event_processor.perf.commands import default_slos
 from event_processor.perf.knobs import parse_knobs
 from event_processor.perf.results import write_reports
 from event_processor.perf.sweep import run_sweep

@@ -256,3 +256,16 @@ def test_snapshot_reads_project_like_creates() -> None:
     folded = fold(project(event))["customers"][str(event.after["id"])]
     assert folded.kind == "replace" and folded.doc is not None
     assert folded.doc["address"] == {"city": "Porto"}
+
+
+@pytest.mark.parametrize(
+    "key", [0, 7, -3, 2**31, 2**63 - 1, 2**64 + 5, -(2**70), True, False, 1.5, "x", None]
+)
+def test_document_ids_of_keys_never_change_shape(key: Any) -> None:
+    """A read model written by an earlier version must keep its _ids: the integer fast
+    path has to give exactly what the JSON rule gives (bool stays true/false)."""
+    expected = key if isinstance(key, str) else json.dumps(key)
+    if isinstance(key, bool):
+        expected = "true" if key else "false"
+    assert doc_id([key]) == expected
+    assert doc_id([key, "eu"]) == f"{expected}|eu"

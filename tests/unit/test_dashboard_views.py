@@ -215,7 +215,7 @@ def test_throughput_panel_has_rates_and_a_block_sparkline() -> None:
 
     text = render(throughput_view(snapshot))
 
-    assert "now 64 avg 64 peak 64 ev/s" in text
+    assert "now 64 avg 64 peak 64 rows/s" in text
     assert "█" in text
     assert "▁" in text  # the quiet seconds before the run
 
@@ -223,7 +223,7 @@ def test_throughput_panel_has_rates_and_a_block_sparkline() -> None:
 def test_p99_panel_shows_the_latest_second_and_target() -> None:
     text = render(p99_view(run_snapshot()))
 
-    assert "now 63.0 ms" in text  # rank 63 of the last second's 1..64 ms
+    assert "now 64.0 ms" in text  # rank ceil(0.99 × 64) = 64 of 1..64 ms, as the report
     assert "SLO 200 ms" in text
     assert "█" in text
 
@@ -323,7 +323,7 @@ def test_compact_line() -> None:
     line = compact_line(snapshot)
 
     assert line == (
-        f"[stress] 640/1000 applied | 64 ev/s | e2e p50 {e2e.p50_ms:.1f} "
+        f"[stress] 640/1000 applied | 64 rows/s | e2e p50 {e2e.p50_ms:.1f} "
         f"p95 {e2e.p95_ms:.1f} p99 {e2e.p99_ms:.1f} ms | errors 0 dlq 0 lag 3"
     )
     assert "\n" not in line
@@ -341,4 +341,17 @@ def test_compact_line_reports_breaches_and_broken_records() -> None:
 def test_compact_line_before_any_event() -> None:
     line = compact_line(LiveMetrics().snapshot())
 
-    assert line == "[live] 0 applied | 0 ev/s | e2e - | errors 0 dlq 0 lag -"
+    assert line == "[live] 0 applied | 0 rows/s | e2e - | errors 0 dlq 0 lag -"
+
+
+def test_header_says_whether_the_load_is_offered_as_planned() -> None:
+    assert "load as planned: schedule lag p99 0.10 ms" in render(header_view(run_snapshot()))
+    late = LiveMetrics(scenario="stress", target_events=100, wall_clock=lambda: NOW_S,
+                       monotonic=lambda: 0.0)  # fmt: skip
+    # Every send 80 ms behind its intended time: above the 50 ms bound of metrics.validity.
+    late.record_sends(
+        SendRecord(i, "order_placed", i, BASE_US + i, BASE_US + i + 80_000, BASE_US + i + 81_000, 1)
+        for i in range(100)
+    )
+    text = render(header_view(late.snapshot()))
+    assert "INVALID load: schedule lag p99 80.1 ms > 50 ms" in text

@@ -11,17 +11,15 @@ import pytest
 
 from event_processor.errors import ConfigError
 from event_processor.metrics.live import (
-    HIGHEST_US,
     MAX_GROUPS,
     OTHER_GROUP,
     LiveMetrics,
     MetricsSnapshot,
     canonical_slos,
-    nearest_rank,
-    new_histogram,
     parse_slo_name,
-    percentiles_us,
 )
+from event_processor.metrics.percentiles import HISTOGRAM_HIGHEST_US
+from event_processor.metrics.stats import summarize_run
 from event_processor.metrics.timing import STAGES, SendRecord, TimingRecord
 
 pytestmark = pytest.mark.unit
@@ -138,36 +136,14 @@ def test_generator_stages_come_from_send_records() -> None:
     assert snapshot.stage("commit").p99_ms == pytest.approx(1.0, rel=1e-3)
 
 
-def test_numpy_percentiles_equal_hdrhistogram_loop() -> None:
-    hist = new_histogram()
-    rng = random.Random(3)
-    for _ in range(5000):
-        hist.record_value(rng.randint(1, HIGHEST_US))
-    wanted = [0.5, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0]
-
-    assert percentiles_us(hist, wanted) == [hist.get_value_at_percentile(p) for p in wanted]
-
-
-def test_percentiles_of_an_empty_histogram_are_zero() -> None:
-    assert percentiles_us(new_histogram(), [50.0, 99.0]) == [0, 0]
-
-
-def test_nearest_rank_uses_the_hdrhistogram_rank_rule() -> None:
-    ordered = list(range(1, 101))
-    assert nearest_rank(ordered, 50.0) == 50
-    assert nearest_rank(ordered, 99.0) == 99
-    assert nearest_rank(ordered, 100.0) == 100
-    assert nearest_rank([7], 99.0) == 7
-
-
 def test_values_beyond_the_histogram_range_are_clamped_not_lost() -> None:
     metrics, _ = metrics_at(BASE_S + 5)
-    metrics.record(make_timing(1, HIGHEST_US + 5_000_000))
+    metrics.record(make_timing(1, HISTOGRAM_HIGHEST_US + 5_000_000))
 
     e2e = metrics.snapshot().stage("end_to_end")
 
     assert e2e.count == 1
-    assert e2e.max_ms == HIGHEST_US / 1000
+    assert e2e.max_ms == HISTOGRAM_HIGHEST_US / 1000
 
 
 def test_a_negative_stage_is_counted_as_broken_and_kept_out() -> None:
@@ -230,19 +206,23 @@ def test_old_seconds_scroll_out_of_the_window() -> None:
     assert metrics.snapshot().throughput_series == (0, 0)
 
 
-def test_average_rate_spans_the_first_to_the_last_ack() -> None:
+def test_average_rate_is_the_report_throughput() -> None:
+    """One definition: applied / (last T5 - first T0), on the dashboard as in the report."""
     metrics, _ = metrics_at(BASE_S + 5)
-    # 11 events 100 ms apart: 10 intervals in 1 s.
-    metrics.record_many(make_timing(i, 5000, t5_us=BASE_US + i * 100_000) for i in range(11))
+    # 11 events 100 ms apart, each 5 ms from commit to ack: 11 in 1.005 s.
+    timings = [make_timing(i, 5000, t5_us=BASE_US + i * 100_000) for i in range(11)]
+    metrics.record_many(timings)
 
-    assert metrics.snapshot().average_eps == pytest.approx(10.0)
+    report = summarize_run(timings, [], committed_rows=None)
+    assert metrics.snapshot().average_eps == pytest.approx(11 / 1.005)
+    assert metrics.snapshot().average_eps == pytest.approx(report.throughput_eps)
 
 
-def test_rates_are_zero_before_two_events() -> None:
+def test_rate_is_zero_before_any_event() -> None:
     metrics, _ = metrics_at(BASE_S + 5)
     assert metrics.snapshot().average_eps == 0.0
     metrics.record(make_timing(1, 5000))
-    assert metrics.snapshot().average_eps == 0.0
+    assert metrics.snapshot().average_eps == pytest.approx(1 / 0.005)
 
 
 # -- breakdowns and recent events --------------------------------------------

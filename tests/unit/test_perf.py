@@ -15,7 +15,6 @@ from event_processor.metrics.scenarios import Scenario, ScenarioError
 from event_processor.metrics.slo import SloError
 from event_processor.metrics.stats import summarize_run
 from event_processor.metrics.timing import SendRecord, TimingRecord
-from event_processor.perf.commands import CUSTOM_NAME, resolve_scenario
 from event_processor.perf.harness import (
     VerifyOutcome,
     assemble,
@@ -23,6 +22,7 @@ from event_processor.perf.harness import (
     expected_topics,
 )
 from event_processor.perf.results import document, gate_lines, read_document, results_table
+from event_processor.perf.run_options import CUSTOM_NAME, resolve_scenario
 from event_processor.report.schema import Configuration, parse_document, to_json
 from event_processor.settings import Settings
 

@@ -212,7 +212,7 @@ def test_fragment_holds_the_figures_and_verdicts() -> None:
     assert not fragment.lstrip().lower().startswith(("<!doctype", "<html"))
     assert "Scenario stress" in fragment
     assert f"{entry.e2e_ms.p99:.1f} ms" in fragment
-    assert f"{entry.throughput_eps:.1f} events/s" in fragment
+    assert f"{entry.throughput_eps:.1f} row changes/s" in fragment
     assert "&lt; 200 ms" in fragment  # the p99 target, escaped
     assert "FAILED" in fragment and "PASSED" in fragment
     assert "#f8d7da" in fragment  # failure colouring

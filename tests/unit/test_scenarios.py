@@ -120,7 +120,10 @@ def test_invalid_files_are_one_line_errors(tmp_path: Path, text: str, fragment: 
 
 def test_slo_error_in_file_lists_valid_names(tmp_path: Path) -> None:
     text = VALID.replace('p99 = "200ms"', 'p98 = "200ms"')
-    with pytest.raises(ScenarioError, match="p50, p95, p99, p999, max, throughput"):
+    with pytest.raises(
+        ScenarioError,
+        match="p50, p95, p99, p999, max, intended_p50, intended_p95, intended_p99, throughput",
+    ):
         load_scenarios(write(tmp_path, text))
 
 

@@ -70,7 +70,7 @@ def test_connector_is_tuned_for_latency_and_routes_the_order_aggregate() -> None
     assert cfg["plugin.name"] == "pgoutput"
     assert cfg["poll.interval.ms"] == "7"
     assert cfg["publication.autocreate.mode"] == "all_tables"
-    assert cfg["value.converter.schemas.enable"] == "true"
+    assert cfg["value.converter.schemas.enable"] == "false"  # types from the catalogue
     assert cfg["key.converter.schemas.enable"] == "false"
     assert cfg["transforms.aggregate.topic.replacement"] == "ep.aggregate.orders"
     assert "public.order_items:order_id" in cfg["message.key.columns"]
@@ -97,3 +97,17 @@ def test_unreachable_endpoint_is_reported_without_traceback(
     err = capsys.readouterr().err
     assert code != 0
     assert "Traceback" not in err and "postgres" in err and "EP_" in err
+
+
+def test_second_consumer_on_a_taken_metrics_port_names_the_port_and_the_variable() -> None:
+    from event_processor.consumer.telemetry import ConsumerTelemetry
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(StackError) as err:
+            ConsumerTelemetry(port)
+    text = err.value.one_line()
+    assert text.startswith("consumer:") and f"127.0.0.1:{port}" in text
+    assert "EP_METRICS_PORT" in text and "--metrics-port 0" in text

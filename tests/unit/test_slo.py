@@ -42,6 +42,7 @@ def stats(
         applied=applied,
         duplicates=0,
         throughput_eps=throughput,
+        business_events_per_s=throughput / 2,
         success_rate=applied / committed if committed else None,
         duration_s=2.0,
         end_to_end=e2e if count else LatencySummary(),
@@ -112,7 +113,10 @@ def test_parse_slo_errors(text: str) -> None:
         parse_slo(text)
     message = str(info.value)
     assert "\n" not in message
-    assert "p50, p95, p99, p999, max, throughput, success, integrity" in message
+    assert (
+        "p50, p95, p99, p999, max, intended_p50, intended_p95, intended_p99, throughput, "
+        "success, integrity" in message
+    )
 
 
 def test_slo_error_is_a_value_error_and_a_config_error() -> None:
@@ -177,7 +181,7 @@ def test_evaluate_all_pass_in_order_and_kinds() -> None:
     assert kinds["throughput"] == "throughput"
     assert kinds["integrity"] == "integrity"
     assert results[3].message == (
-        "moderate: throughput = 500.0 events/s, target > 100 events/s: PASSED"
+        "moderate: throughput = 500.0 row changes/s, target > 100 row changes/s: PASSED"
     )
 
 
@@ -274,3 +278,22 @@ def test_missing_baseline_value_fails() -> None:
     )
     assert not result.passed
     assert "baseline" in result.message
+
+
+def test_latency_from_the_intended_send_can_be_gated() -> None:
+    """intended_p99 gates T5 - intended send: a run whose commit-to-ack p99 passes fails
+    when the generator was late; without samples it fails rather than passes."""
+    import dataclasses
+
+    run = dataclasses.replace(
+        stats(p99=150.0),
+        from_intended=LatencySummary(1000, 1.0, 40.0, 40.0, 300.0, 900.0, 950.0, 990.0),
+    )
+    targets = {"p99": 200.0, **parse_overrides("intended_p99=200ms")}
+    by_name = {r.name: r for r in evaluate(run, targets, scenario="stress")}
+    assert by_name["p99"].passed
+    assert not by_name["intended_p99"].passed
+    assert by_name["intended_p99"].message == (
+        "stress: e2e from intended p99 = 900.0 ms, target < 200 ms: FAILED"
+    )
+    assert not evaluate(stats(), {"intended_p50": 30.0})[0].passed  # nothing measured

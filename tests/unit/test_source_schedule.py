@@ -9,8 +9,8 @@ import pytest
 from event_processor.source.generator import (
     MAX_CONNECTIONS,
     GeneratorError,
+    Schedule,
     _partition,
-    _Schedule,
     connections_for,
     run_load,
 )
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_intended_times_are_i_over_rate_from_the_start() -> None:
-    schedule = _Schedule(rate=2000.0, anchor_wall_us=1_000_000, anchor_ns=5_000_000_000)
+    schedule = Schedule(rate=2000.0, anchor_wall_us=1_000_000, anchor_ns=5_000_000_000)
     assert [schedule.intended_us(i) for i in range(4)] == [1_000_000, 1_000_500, 1_001_000,
                                                            1_001_500]  # fmt: skip
     assert schedule.intended_us(10_000) - schedule.intended_us(0) == 5_000_000
@@ -28,7 +28,7 @@ def test_intended_times_are_i_over_rate_from_the_start() -> None:
 
 
 def test_being_due_means_now_is_not_before_the_intended_time() -> None:
-    schedule = _Schedule.start_in(rate=3.0, lead_s=0.0)  # 333_333.3 µs spacing rounds
+    schedule = Schedule.start_in(rate=3.0, lead_s=0.0)  # 333_333.3 µs spacing rounds
     for i in (1, 2, 5):
         now_ns = schedule.due_ns(i)
         assert schedule.anchor_wall_us + (now_ns - schedule.anchor_ns) // 1000 >= (
@@ -38,7 +38,7 @@ def test_being_due_means_now_is_not_before_the_intended_time() -> None:
 
 def test_the_schedule_starts_after_a_lead_in() -> None:
     before = time.perf_counter_ns()
-    schedule = _Schedule.start_in(rate=100.0, lead_s=0.05)
+    schedule = Schedule.start_in(rate=100.0, lead_s=0.05)
     assert schedule.due_ns(0) - before >= 50_000_000
     assert schedule.now_us() < schedule.intended_us(0)
 

@@ -1,4 +1,4 @@
-"""Percentile statistics: hand-computed nearest-rank figures, run summaries, streaming."""
+"""Run statistics: summaries, dedupe, warm-up, throughput, the intended-time figure."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import pytest
 
 from event_processor.metrics.stats import (
     LatencySummary,
-    StreamingLatency,
     dedupe,
     drop_warmup,
-    nearest_rank,
     summarize_run,
 )
 from event_processor.metrics.timing import NegativeStageError, SendRecord, TimingRecord
@@ -49,41 +47,6 @@ def send(seq: int, tx: int, kind: str = "order_placed", rows: int = 1) -> SendRe
     return SendRecord(
         seq, kind, tx, intended, intended + 100 * seq, intended + 100 * seq + 500, rows
     )
-
-
-# --- percentiles ---------------------------------------------------------------------
-
-
-def test_nearest_rank_on_1_to_100() -> None:
-    values = list(range(1, 101))
-    assert nearest_rank(values, 50) == 50
-    assert nearest_rank(values, 95) == 95
-    assert nearest_rank(values, 99) == 99
-    assert nearest_rank(values, 99.9) == 100  # rank ceil(99.9) = 100
-    assert nearest_rank(values, 0) == 1
-    assert nearest_rank(values, 100) == 100
-
-
-def test_nearest_rank_exact_for_p999_of_1000() -> None:
-    # 99.9/100*1000 is 999.0000000000001 in floats; the exact rank is 999.
-    values = list(range(1, 1001))
-    assert nearest_rank(values, 99.9) == 999
-
-
-def test_nearest_rank_small_set() -> None:
-    # n=5: p50 -> rank ceil(2.5)=3, p95 -> ceil(4.75)=5, p20 -> ceil(1.0)=1
-    values = [10, 20, 30, 40, 50]
-    assert nearest_rank(values, 50) == 30
-    assert nearest_rank(values, 95) == 50
-    assert nearest_rank(values, 20) == 10
-    assert nearest_rank(values, 21) == 20
-
-
-def test_nearest_rank_rejects_empty_and_out_of_range() -> None:
-    with pytest.raises(ValueError):
-        nearest_rank([], 50)
-    with pytest.raises(ValueError):
-        nearest_rank([1], 101)
 
 
 def test_summary_from_us_in_ms() -> None:
@@ -218,38 +181,19 @@ def test_empty_run() -> None:
     assert st.success_rate is None
 
 
-# --- streaming -----------------------------------------------------------------------
-
-
-def test_streaming_agrees_with_exact_within_precision() -> None:
-    rng = np.random.default_rng(7)
-    samples = rng.lognormal(mean=9.5, sigma=0.6, size=20_000).astype(np.int64)
-    live = StreamingLatency()
-    for v in samples.tolist():
-        live.record(v)
-    exact = LatencySummary.from_us(samples)
-    approx = live.summary()
-    assert approx.count == exact.count
-    for name in ("p50", "p95", "p99", "p999", "max", "min"):
-        # 3 significant digits: within 0.1 % (plus the µs rounding of the report)
-        assert getattr(approx, name) == pytest.approx(getattr(exact, name), rel=1e-3, abs=1e-3)
-
-
-def test_streaming_clamps_and_counts_outliers() -> None:
-    live = StreamingLatency()
-    live.record(1000)
-    live.record(120_000_000)  # two minutes: beyond the histogram's 60 s
-    assert live.clamped == 1 and live.count == 2
-    assert live.summary().max == pytest.approx(60_000.0, rel=1e-3)
-
-
-def test_streaming_rejects_negative_and_merges() -> None:
-    a, b = StreamingLatency(), StreamingLatency()
-    with pytest.raises(ValueError):
-        a.record(-1)
-    a.record(1000)
-    b.record(3000)
-    a.merge(b)
-    assert a.count == 2 and a.summary().max == pytest.approx(3.0, rel=1e-3)
-    a.reset()
-    assert a.count == 0 and a.summary() == LatencySummary()
+def test_latency_from_the_intended_send_counts_a_late_generator() -> None:
+    """A send 50 ms behind its schedule: commit-to-ack latency cannot see it, the
+    coordinated-omission-free figure (T5 - intended) does; unsent records are left out."""
+    on_time = SendRecord(0, "order_placed", 1, BASE, BASE, BASE + 500, 1)
+    late = SendRecord(1, "order_placed", 2, BASE + 10_000, BASE + 60_000, BASE + 60_500, 1)
+    records = [
+        rec(1, "a", t0=500),  # e2e 4 ms; from intended 4.5 ms
+        rec(2, "b", t0=60_500),  # e2e 4 ms; from intended 54.5 ms
+        rec(3, "c", t0=70_000),  # no send: not in the intended figure
+    ]
+    stats = summarize_run(records, [on_time, late], None)
+    assert stats.end_to_end.max == pytest.approx(4.0)
+    assert stats.from_intended.count == 2
+    assert stats.from_intended.min == pytest.approx(4.5)
+    assert stats.from_intended.max == pytest.approx(54.5)
+    assert stats.to_dict()["e2e_from_intended_ms"]["max"] == pytest.approx(54.5)

@@ -19,7 +19,6 @@ from event_processor.perf.capacity import (
     step_figures,
     step_verdict,
 )
-from event_processor.perf.commands import resolve_scenario
 from event_processor.perf.harness import harness_cost
 from event_processor.perf.knobs import (
     CONNECTOR,
@@ -32,6 +31,7 @@ from event_processor.perf.knobs import (
     parse_knob,
     parse_knobs,
 )
+from event_processor.perf.run_options import resolve_scenario
 from event_processor.perf.sweep import run_name
 from event_processor.perf.tuning_commands import resolve_p99
 from event_processor.report.html import render_standalone

@@ -15,10 +15,16 @@ from typing import Any
 
 import orjson
 
+from event_processor.consumer.column_types import ColumnTypes
+
 # Kafka's record timestamp type for broker append time.
 LOG_APPEND_TIME = 1
 EPOCH_DATE = dt.date(1970, 1, 1)
 
+
+_SCHEMA_KEY = b'{"schema":'
+_PAYLOAD_KEY = b',"payload":'
+_SCHEMA_CACHE_SIZE = 4096  # distinct value schemas kept (tables x schema versions)
 
 PLACEHOLDER = "__debezium_unavailable_value"
 # The placeholder as Debezium renders it for text and json, and for bytea (base64).
@@ -39,10 +45,19 @@ class MalformedEvent(ValueError):
     """The message is not a Debezium change event we can apply: dead-letter it."""
 
 
+def qualified_name(schema: str, table: str) -> str:
+    """How the read model names a source table: ``table`` in schema ``public``, else
+    ``schema.table`` (the same table name in two schemas are two collections, and only
+    ``public``'s domain tables get the read shapes of ``consumer.projection``)."""
+    return table if schema == "public" else f"{schema}.{table}"
+
+
 @dataclass(slots=True)
 class ChangeEvent:
     """One decoded row change."""
 
+    # The source table as the read model names it (``qualified_name``): ``orders``,
+    # ``sales.orders``; a partitioned table's changes carry the parent's name.
     table: str
     op: str  # c, r, u, d, t
     key: dict[str, Any] | None
@@ -50,11 +65,24 @@ class ChangeEvent:
     after: dict[str, Any] | None
     tx_id: int
     lsn: int
-    # (commit-ordered sequence, lsn, op rank): monotone per partition. A primary-key
-    # update arrives as a delete and a create at the same LSN: the rank orders them.
+    # (commit-ordered sequence, lsn, order within the transaction): never decreasing
+    # per partition, but not unique: every row of one multi-row WAL record (COPY)
+    # carries the record's LSN, and snapshot rows share one position. The third part
+    # is Debezium's transaction.total_order where the event has one (unique within
+    # the transaction), else an op rank (a primary-key update arrives as a delete and
+    # a create at the same LSN: the rank orders them).
     position: tuple[int, int, int]
     source_ts_us: int  # T0: commit time
     debezium_ts_us: int  # T1: processed by Debezium
+    # transaction.total_order (1-based), 0 when Debezium sent no transaction block
+    # (snapshot reads, or a connector without provide.transaction.metadata).
+    tx_order: int = 0
+    # Set by the consumer loop for an event that ties with the one before it on its
+    # partition and has no tx_order: "<partition>_<ordinal>" (keyless rows need it).
+    tie: str = ""
+    # The source table's own schema and name (``table`` is the read model's name).
+    schema: str = "public"
+    source_table: str = ""
 
 
 def _date(days: int) -> str:
@@ -150,8 +178,13 @@ class RowDecoder:
 class EnvelopeDecoder:
     """Decodes message bytes into ChangeEvents; caches row decoders by schema identity."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: ColumnTypes | None = None) -> None:
         self._decoders: dict[tuple[Any, ...], RowDecoder] = {}
+        self._by_schema_bytes: dict[bytes, RowDecoder] = {}
+        # Where events carry no schema: column types from the source's catalogue.
+        self.types = types
+        # (schema, table) -> the catalogue's row schema and the decoder built from it.
+        self._typed: dict[tuple[str, str], tuple[dict[str, Any], RowDecoder]] = {}
 
     def _row_decoder(self, schema: dict[str, Any] | None) -> RowDecoder:
         if schema is None:
@@ -176,6 +209,10 @@ class EnvelopeDecoder:
         """A ChangeEvent, or None for a tombstone (a delete's follow-up, nothing to do)."""
         if value is None:
             return None
+        split = self._split(value)
+        if split is not None:
+            decoder, payload = split
+            return self._event(payload, key, decoder)
         doc = _loads(value, "value")
         if not isinstance(doc, dict):
             raise MalformedEvent("value is not a JSON object")
@@ -185,9 +222,43 @@ class EnvelopeDecoder:
             schema, payload = None, doc
         if not isinstance(payload, dict):
             raise MalformedEvent("payload is not a JSON object")
-        return self._event(schema, payload, key)
+        return self._event(
+            payload, key, self._row_decoder(schema if isinstance(schema, dict) else None)
+        )
 
-    def _event(self, schema: Any, payload: dict[str, Any], key: bytes | None) -> ChangeEvent:
+    def _split(self, value: bytes) -> tuple[RowDecoder, dict[str, Any]] | None:
+        """Parse only the payload of a JsonConverter envelope, ``{"schema":…,"payload":…}``
+        (in that order): the schema is ~80 % of the bytes and the same for every event
+        of a table until its columns change, so its bytes key a cache of row decoders.
+        The first ``,"payload":`` ends the schema: the schema's own keys are fixed
+        words, and a quote inside a string value is escaped. None: not that shape."""
+        if not value.startswith(_SCHEMA_KEY) or not value.endswith(b"}"):
+            return None
+        cut = value.find(_PAYLOAD_KEY)
+        if cut < 0:
+            return None
+        raw = value[len(_SCHEMA_KEY) : cut]
+        decoder = self._by_schema_bytes.get(raw)
+        if decoder is None:
+            try:
+                schema = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return None
+            decoder = self._row_decoder(schema if isinstance(schema, dict) else None)
+            if len(self._by_schema_bytes) >= _SCHEMA_CACHE_SIZE:
+                self._by_schema_bytes.clear()
+            self._by_schema_bytes[raw] = decoder
+        try:
+            payload = orjson.loads(value[cut + len(_PAYLOAD_KEY) : -1])
+        except orjson.JSONDecodeError:
+            return None  # the full parse decides (and names the error)
+        if not isinstance(payload, dict):
+            return None
+        return decoder, payload
+
+    def _event(
+        self, payload: dict[str, Any], key: bytes | None, decoder: RowDecoder
+    ) -> ChangeEvent:
         op = payload.get("op")
         source = payload.get("source")
         if op not in ("c", "r", "u", "d", "t") or not isinstance(source, dict):
@@ -195,6 +266,7 @@ class EnvelopeDecoder:
         table = source.get("table")
         if not isinstance(table, str):
             raise MalformedEvent("source.table missing")
+        schema_name = str(source.get("schema") or "public")
         try:
             lsn = int(source.get("lsn") or 0)
             t0 = (
@@ -208,10 +280,12 @@ class EnvelopeDecoder:
                 else int(payload["ts_ms"]) * 1000
             )
             tx_id = int(source.get("txId") or 0)
-            position = (*_position(source.get("sequence"), lsn), 1 if op == "c" else 0)
+            txn = payload.get("transaction")
+            tx_order = int(txn.get("total_order") or 0) if isinstance(txn, dict) else 0
+            order = tx_order if tx_order else (1 if op == "c" else 0)
+            position = (*_position(source.get("sequence"), lsn), order)
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedEvent(f"bad source block: {exc!r}") from None
-        decoder = self._row_decoder(schema if isinstance(schema, dict) else None)
         before, after = payload.get("before"), payload.get("after")
         if before is not None and not isinstance(before, dict):
             raise MalformedEvent("before is not an object")
@@ -221,6 +295,45 @@ class EnvelopeDecoder:
             raise MalformedEvent(f"op {op} without an after image")
         if op == "d" and before is None:
             raise MalformedEvent("delete without a before image")
+        if decoder is _PLAIN and self.types is not None and op != "t":
+            event = self._typed_event(payload, key, schema_name, table, op, before, after, t0,
+                                      t1, tx_id, lsn, position, tx_order)  # fmt: skip
+        else:
+            event = self._build(payload, key, qualified_name(schema_name, table), op, decoder,
+                                before, after, t0, t1, tx_id, lsn, position, tx_order)  # fmt: skip
+        event.schema, event.source_table = schema_name, table
+        return event
+
+    def _typed_event(
+        self, payload: dict[str, Any], key: bytes | None, schema_name: str, table: str,
+        op: str, before: Any, after: Any, t0: int, t1: int, tx_id: int, lsn: int,
+        position: tuple[int, int, int], tx_order: int,
+    ) -> ChangeEvent:  # fmt: skip
+        """Decode with the row schema read from the catalogue; read it again once when a
+        value does not fit (a column's type changed since it was cached)."""
+        assert self.types is not None
+        name = qualified_name(schema_name, table)
+        columns = frozenset((after if after is not None else before) or {})
+        for refresh in (False, True):
+            row = self.types.row_schema(schema_name, table, columns, refresh=refresh)
+            cached = self._typed.get((schema_name, table))
+            if cached is None or cached[0] is not row:
+                cached = (row, RowDecoder(row))
+                self._typed[(schema_name, table)] = cached
+            decoder = cached[1]
+            try:
+                return self._build(payload, key, name, op, decoder, before, after, t0, t1,
+                                   tx_id, lsn, position, tx_order)  # fmt: skip
+            except MalformedEvent:
+                if refresh:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _build(
+        self, payload: dict[str, Any], key: bytes | None, table: str, op: str,
+        decoder: RowDecoder, before: Any, after: Any, t0: int, t1: int, tx_id: int, lsn: int,
+        position: tuple[int, int, int], tx_order: int,
+    ) -> ChangeEvent:  # fmt: skip
         key_doc = None
         if key is not None:
             parsed = _loads(key, "key")
@@ -238,6 +351,7 @@ class EnvelopeDecoder:
             position=position,
             source_ts_us=t0,
             debezium_ts_us=t1,
+            tx_order=tx_order,
         )
 
 

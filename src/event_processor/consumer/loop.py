@@ -20,16 +20,28 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from event_processor.consumer.column_types import ColumnTypes
 from event_processor.consumer.dlq import DeadLetters
 from event_processor.consumer.envelope import (
     ChangeEvent,
     EnvelopeDecoder,
     MalformedEvent,
 )
-from event_processor.consumer.projection import Projected, project
+from event_processor.consumer.projection import (
+    ORDER_CHILDREN,
+    ORDERS,
+    REPLACED_TABLES,
+    Projected,
+    change_id,
+    is_generic,
+    project,
+)
+from event_processor.consumer.rekey import REKEY, SKIP, KeyShapes, key_shape, rekey_collection
+from event_processor.consumer.reshape import RESHAPE, ColumnShapes, column_names, resync_collection
 from event_processor.consumer.telemetry import ConsumerTelemetry
 from event_processor.consumer.timings import TimingBatch, TimingPublisher
 from event_processor.consumer.writer import NO_MARK, Mark, MongoSink, Refused, fold
@@ -51,8 +63,31 @@ class ConsumerOptions:
     idle_exit_s: float | None = None  # stop after this long without messages (tests)
 
 
-def _position_key(topic: str, partition: int) -> str:
+def position_key(topic: str, partition: int) -> str:
     return f"{topic}|{partition}"
+
+
+def admit(mark: Mark, event: ChangeEvent, offset: int, partition: int) -> Mark | None:
+    """The partition's mark after applying ``event`` (at ``offset``), or None when the
+    event is a re-send of one already applied.
+
+    Only a position strictly below the mark is a re-send. Positions tie for distinct
+    changes: every row of one multi-row WAL record (COPY) carries that record's LSN, and
+    snapshot rows share one position; skipping ties lost ~95 % of a COPY's rows. With
+    Debezium's transaction.total_order in the position, streamed changes never tie. A
+    tie is applied, and is safe: after a restart Debezium resumes past every event at
+    its last stored LSN, or at the start of a transaction (WalPositionLocator), so a
+    tie at a new offset is a new change, or at worst the re-send of one whose write is
+    idempotent (replace / $set / delete by _id). Keyless rows, which count copies, get
+    the tie's ordinal on its partition (``event.tie``) as part of their change name.
+    """
+    if event.position < mark.position:
+        return None
+    if event.position == mark.position:
+        if not event.tx_order:
+            event.tie = f"{partition}_{mark.ties}"
+        return Mark(offset, event.position, mark.ties + 1)
+    return Mark(offset, event.position, 1)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -63,10 +98,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # Between batches: all that was polled is written; hand over a fresh watermark.
         self.runner.save_watermark(sync=True)
         for tp in revoked:
-            self.runner.positions.pop(_position_key(tp.topic, tp.partition), None)
+            self.runner.positions.pop(position_key(tp.topic, tp.partition), None)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        keys = [_position_key(tp.topic, tp.partition) for tp in assigned]
+        keys = [position_key(tp.topic, tp.partition) for tp in assigned]
         self.runner.positions.update(self.runner.sink.load_positions(keys))
         log.info("assigned %s", sorted(keys))
 
@@ -75,7 +110,7 @@ class ConsumerRunner:
     def __init__(self, settings: Settings, options: ConsumerOptions | None = None) -> None:
         self.settings = settings
         self.options = options or ConsumerOptions()
-        self.decoder = EnvelopeDecoder()
+        self.decoder = EnvelopeDecoder(ColumnTypes(settings.postgres_dsn()))
         self.stopping = False
         self.telemetry = ConsumerTelemetry(self._metrics_port())
         self.sink = MongoSink(
@@ -86,6 +121,9 @@ class ConsumerRunner:
             write_concurrency=settings.mongo_write_concurrency,
         )
         self.sink.warm_up()
+        self.keys = KeyShapes(self.sink.db, self.sink.retrying)
+        self.columns = ColumnShapes(self.sink.db, self.sink.retrying)
+        self._source_dsn = settings.postgres_dsn()
         # Everything built so far lives as long as the process: keep it out of the
         # collector's generations, and collect young objects less often. A full
         # collection over kafka-python's and pymongo's objects stalled a batch for tens
@@ -106,10 +144,15 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.options.from_beginning else "latest",
             max_poll_records=settings.consumer_max_poll_records,
-            # With fetch_min_bytes=1 the broker answers as soon as data arrives: a long
-            # wait costs no latency, only less idle CPU.
-            fetch_max_wait_ms=100,
+            # The broker holds a fetch until it has fetch_min_bytes or waited
+            # fetch_max_wait_ms (settings: the default answers as soon as data arrives;
+            # at 200 events/s that made batches of ~7 rows, ~7 ms of consumer CPU each).
+            fetch_min_bytes=settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             metadata_max_age_ms=3000,  # see tables created after start-up quickly
+            # Every change topic has one partition: the range assignor (the default)
+            # would hand every topic's partition 0 to the same member.
+            partition_assignment_strategy=[RoundRobinPartitionAssignor],
             max_partition_fetch_bytes=4 * 1024 * 1024,
             max_poll_interval_ms=600_000,  # a MongoDB outage is retried inside a batch
             # A killed member's partitions move after 10 s, not the 45 s default.
@@ -125,6 +168,21 @@ class ConsumerRunner:
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._saved_at = time.monotonic()
         self._save_interval_s = settings.position_save_interval_ms / 1000
+        self.telemetry.effective_settings(self.effective_settings())
+
+    def effective_settings(self) -> dict[str, int | float | str]:
+        """The knobs this process runs with, read back from its clients (recorded in
+        every report through the metrics endpoint)."""
+        config = self.consumer.config
+        return {
+            "consumer_max_poll_records": config["max_poll_records"],
+            "consumer_fetch_max_wait_ms": config["fetch_max_wait_ms"],
+            "consumer_fetch_min_bytes": config["fetch_min_bytes"],
+            "mongo_write_concurrency": self.sink.write_concurrency,
+            "mongo_ops_per_command": self.sink.max_ops_per_command,
+            "position_save_interval_ms": round(self._save_interval_s * 1000),
+            "timings_linger_ms": self.producer.config["linger_ms"],
+        }
 
     def _metrics_port(self) -> int:
         if self.options.metrics_port is not None:
@@ -178,9 +236,17 @@ class ConsumerRunner:
         projected: list[Projected] = []
         pending: list[tuple[ChangeEvent, Any, list[Projected]]] = []
         advanced: dict[str, Mark] = {}
-        truncated: set[str] = set()
+        refused: Refused = {}
+
+        def flush() -> None:
+            # A TRUNCATE, a key or a column change applies to everything written before
+            # it: write what this batch holds so far first (a table's changes arrive in
+            # commit order on one partition).
+            refused.update(self.sink.write(fold(projected)))
+            projected.clear()
+
         for tp, messages in polled.items():
-            pkey = _position_key(tp.topic, tp.partition)
+            pkey = position_key(tp.topic, tp.partition)
             mark = self.positions.get(pkey, NO_MARK)
             for m in messages:
                 # Offsets catch a re-read of the topic (replay, restart); source
@@ -188,19 +254,34 @@ class ConsumerRunner:
                 if m.offset <= mark.offset:
                     self.telemetry.duplicate()
                     continue
-                mark = Mark(m.offset, mark.position)
+                mark = Mark(m.offset, mark.position, mark.ties)
                 advanced[pkey] = mark
                 event = self._decode(m)
                 if event is None:
                     continue
-                if event.position <= mark.position:
+                admitted = admit(mark, event, m.offset, tp.partition)
+                if admitted is None:
                     self.telemetry.duplicate()
                     continue
-                mark = Mark(m.offset, event.position)
+                mark = admitted
                 advanced[pkey] = mark
                 if event.op == "t":
-                    truncated.add(event.table)
+                    flush()
+                    self._truncate(event.table)
                     continue
+                if is_generic(event.table):
+                    verdict = self.keys.check(event)
+                    if verdict == REKEY:
+                        flush()
+                        self._rekey(event)
+                    if verdict != SKIP:
+                        verdict = self.columns.check(event)
+                        if verdict == RESHAPE:
+                            flush()
+                            self._reshape(event)
+                    if verdict == SKIP:
+                        self.telemetry.duplicate()
+                        continue
                 try:
                     writes = project(event)
                 except (KeyError, TypeError, ValueError, AssertionError) as exc:
@@ -209,9 +290,7 @@ class ConsumerRunner:
                 projected.extend(writes)
                 pending.append((event, m, writes))
         t4 = wall_us()
-        if truncated:
-            self._truncate(truncated)
-        refused = self.sink.write(fold(projected))
+        flush()
         t5 = wall_us()
         if refused:
             pending = self._dead_letter_refused(pending, refused)
@@ -307,16 +386,45 @@ class ConsumerRunner:
         self.dead_letters.send(m, reason, self.options.consumer_id)
         self.telemetry.dead_lettered()
 
-    def _truncate(self, tables: set[str]) -> None:
-        from event_processor.consumer.projection import ORDER_CHILDREN, ORDERS, REPLACED_TABLES
+    def _truncate(self, table: str) -> None:
+        if table in REPLACED_TABLES:
+            self.sink.db[REPLACED_TABLES[table]].delete_many({})
+        elif table == ORDERS:
+            self.sink.db[ORDERS].delete_many({})
+        elif table in ORDER_CHILDREN:  # the orders stay, without their items/payments
+            self.sink.db[ORDERS].update_many({}, {"$unset": {ORDER_CHILDREN[table]: ""}})
+        else:
+            self.sink.db[table].delete_many({})
+        log.info("applied TRUNCATE of %s", table)
 
-        for table in tables:
-            if table in REPLACED_TABLES:
-                self.sink.db[REPLACED_TABLES[table]].delete_many({})
-            elif table == ORDERS or table in ORDER_CHILDREN:
-                self.sink.db[ORDERS].delete_many({})
-            else:
-                self.sink.db[table].delete_many({})
+    def _rekey(self, event: ChangeEvent) -> None:
+        old, new = self.keys.shape_of(event.table), key_shape(event)
+        log.info("key of %s changed from %s to %s: re-keying its documents",
+                 event.table, list(old) or "(none)", list(new) or "(none)")  # fmt: skip
+        rekey_collection(self.sink.db[event.table], old, new, change_id(event))
+        self.keys.remember(event.table, new, event.position)
+        self.telemetry.rekeyed()
+
+    def _reshape(self, event: ChangeEvent) -> None:
+        """The table's columns changed (consumer.reshape): re-read it into its collection."""
+        new = column_names(event)
+        log.info("columns of %s changed to %s: re-reading the table", event.table, sorted(new))
+        rows = self.sink.retrying(
+            f"re-read of {event.table}",
+            lambda: resync_collection(
+                self._source_dsn,
+                self.sink.db[event.table],
+                event.schema,
+                event.source_table,
+                event.lsn,
+            ),
+        )
+        if rows is None:
+            log.warning("%s has no primary key: its documents keep their old columns "
+                        "(verify reports them)", event.table)  # fmt: skip
+        else:
+            log.info("re-read %d rows of %s", rows, event.table)
+        self.columns.remember(event.table, new, event.position)
 
     def close(self) -> None:
         try:
@@ -330,6 +438,8 @@ class ConsumerRunner:
             self.producer.close(timeout=5)
             self.sink.close()
             self.telemetry.close()
+            if self.decoder.types is not None:
+                self.decoder.types.close()
 
 
 def _log_commit_failure(offsets: Any, response: Any) -> None:

@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
 from prometheus_client.core import HistogramMetricFamily
 
+from event_processor.errors import StackError
 from event_processor.metrics.timing import STAGES
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,11 @@ class ConsumerTelemetry:
         self.dlq = Counter(
             "ep_dead_lettered", "Events sent to the dead-letter topic", registry=self.registry
         )
+        self.rekeys = Counter(
+            "ep_rekeys",
+            "Collections re-keyed after their table's key changed",
+            registry=self.registry,
+        )
         self.dupes = Counter(
             "ep_duplicates_skipped", "Replayed or duplicated events skipped", registry=self.registry
         )
@@ -42,10 +48,23 @@ class ConsumerTelemetry:
         self.batch_time = Counter(
             "ep_batch_processing_seconds", "Time spent processing batches", registry=self.registry
         )
+        # What this process actually runs with (read from its Kafka and MongoDB clients),
+        # so a report records the configuration used, not what the harness assumed.
+        self.settings_info = Info(
+            "ep_consumer_settings", "Settings the running consumer uses", registry=self.registry
+        )
         self.server: Any = None
         self._lag_checked = 0.0
         if port:
-            self.server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+            try:
+                self.server, _ = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+            except OSError as exc:
+                raise StackError(
+                    "consumer",
+                    f"metrics port 127.0.0.1:{port} is not free ({exc.strerror}; another "
+                    "`event-processor consume` on this host?)",
+                    "set EP_METRICS_PORT to a free port, or pass --metrics-port 0 for none",
+                ) from None
 
     def applied_batch(self, batch: Any, rows: list[list[Any]]) -> None:
         """Rows of ``timings.EVENT_COLUMNS`` (T0..T2 at 5..7) of one TimingBatch."""
@@ -74,6 +93,9 @@ class ConsumerTelemetry:
         for (table, op), n in counts.items():
             self.events.labels(table, op).inc(n)
 
+    def effective_settings(self, values: dict[str, int | float | str]) -> None:
+        self.settings_info.info({k: str(v) for k, v in values.items()})
+
     def cost(self, instrumentation_s: float, batch_s: float) -> None:
         self.instrumentation.inc(instrumentation_s)
         self.batch_time.inc(batch_s)
@@ -86,6 +108,9 @@ class ConsumerTelemetry:
 
     def duplicate(self) -> None:
         self.dupes.inc()
+
+    def rekeyed(self) -> None:
+        self.rekeys.inc()
 
     def idle(self, consumer: Any) -> None:
         # Lag is cheap to read from the consumer's own fetch positions, at most 1/s.

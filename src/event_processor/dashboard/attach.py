@@ -105,7 +105,7 @@ def add_subcommand(sub: Any) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from event_processor.dashboard.views import compact_line
     from event_processor.errors import ConfigError
-    from event_processor.perf.commands import default_slos
+    from event_processor.metrics.scenarios import default_slos
     from event_processor.settings import get_settings
 
     if args.duration is not None and args.duration <= 0:

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from event_processor.metrics.live import LatencyStats, MetricsSnapshot
+from event_processor.metrics.validity import MAX_SCHEDULE_LAG_P99_MS
 
 SloLevel = Literal["none", "ok", "warn", "breach"]
 
@@ -200,6 +201,7 @@ def header_view(snapshot: MetricsSnapshot) -> Panel:
     )
     grid.add_row(_progress(snapshot), _progress_label(snapshot))
     grid.add_row(_slo_status(snapshot), _sent_label(snapshot))
+    grid.add_row(_load_status(snapshot), Text(""))
     breached = bool(slo_breaches(snapshot))
     return Panel(grid, title="event-processor", border_style="red" if breached else "blue")
 
@@ -226,6 +228,19 @@ def _sent_label(snapshot: MetricsSnapshot) -> Text:
     )
 
 
+def _load_status(snapshot: MetricsSnapshot) -> Text:
+    """Whether the generator keeps its schedule, by the rule of metrics.validity: a run
+    whose schedule-lag p99 exceeds the bound is INVALID, whatever its latencies say."""
+    lag = next((g for g in snapshot.generator if g.name == "schedule_lag"), None)
+    if lag is None or lag.count == 0:
+        return Text("load: nothing sent yet", style="dim")
+    bound = MAX_SCHEDULE_LAG_P99_MS
+    if lag.p99_ms > bound:
+        return Text(f"INVALID load: schedule lag p99 {format_ms(lag.p99_ms)} ms > {bound:g} ms",
+                    style="bold red", no_wrap=True, overflow="ellipsis")  # fmt: skip
+    return Text(f"load as planned: schedule lag p99 {format_ms(lag.p99_ms)} ms", style="green")
+
+
 def _slo_status(snapshot: MetricsSnapshot) -> Text:
     if not snapshot.slo_targets:
         return Text("SLO: none set", style="dim")
@@ -247,12 +262,14 @@ def throughput_view(snapshot: MetricsSnapshot) -> Panel:
         (f"{snapshot.average_eps:,.0f}", average_style),
         (" peak ", "dim"),
         (f"{max(series, default=0):,}", "bold"),
-        (" ev/s", "dim"),
+        (" rows/s", "dim"),
         ("  SLO ", "dim") if target is not None else "",
         f"> {target:g}" if target is not None else "",
     )
     body = Group(summary, Sparkline(series, style="cyan"))
-    return Panel(body, title=f"Throughput, applied/s (last {len(series)} s)", title_align="left")
+    return Panel(
+        body, title=f"Throughput, row changes applied/s (last {len(series)} s)", title_align="left"
+    )
 
 
 def p99_view(snapshot: MetricsSnapshot) -> Panel:
@@ -407,7 +424,7 @@ def compact_line(snapshot: MetricsSnapshot) -> str:
     lag = "-" if snapshot.consumer_lag is None else str(snapshot.consumer_lag)
     parts = [
         f"[{snapshot.scenario or 'live'}] {done} applied",
-        f"{snapshot.current_eps:.0f} ev/s",
+        f"{snapshot.current_eps:.0f} rows/s",
         latency,
         f"errors {snapshot.errors} dlq {snapshot.dead_lettered} lag {lag}",
     ]

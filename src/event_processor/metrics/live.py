@@ -3,7 +3,8 @@
 The consumer feeds ``TimingRecord``s, the generator feeds ``SendRecord``s, and
 ``snapshot()`` freezes the current state into plain, immutable data that the Rich views
 render. Per-stage percentiles come from HdrHistograms (1 µs..60 s, 3 significant
-digits); the per-second p99 series uses each second's exact sorted samples.
+digits) read with the project's one rank rule (``metrics.percentiles``); the per-second
+p99 series uses each second's exact sorted samples.
 
 Records whose stages run backwards (a broken run, see ``TimingRecord.stage_deltas_us``)
 are counted as ``broken`` and kept out of every histogram: the dashboard must not crash
@@ -16,13 +17,20 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
 from event_processor.errors import ConfigError
+from event_processor.metrics.percentiles import (
+    HISTOGRAM_HIGHEST_US,
+    PERCENTILES,
+    histogram_percentiles_us,
+    nearest_rank,
+    new_histogram,
+)
+from event_processor.metrics.stats import throughput_per_s
 from event_processor.metrics.timing import (
     STAGES,
     NegativeStageError,
@@ -32,17 +40,12 @@ from event_processor.metrics.timing import (
 
 GENERATOR_STAGES = ("schedule_lag", "commit")
 ALL_STAGES = (*STAGES, *GENERATOR_STAGES)
-PERCENTILES: dict[str, float] = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 SLO_STATS = (*PERCENTILES, "max")
 # Scenario SLOs that are not latencies: throughput (events/s) is shown, the integrity
 # ones are judged after the run, so the live view accepts and ignores them.
 THROUGHPUT_SLO = "throughput"
 IGNORED_SLOS = ("success", "integrity")
 STAGE_ALIASES = {"e2e": "end_to_end"}
-
-LOWEST_US = 1
-HIGHEST_US = 60_000_000
-SIGNIFICANT_DIGITS = 3
 
 DEFAULT_WINDOW_S = 60
 DEFAULT_RECENT = 20
@@ -114,7 +117,7 @@ class MetricsSnapshot:
     applied: int
     elapsed_s: float
     current_eps: float  # applied during the last complete wall second
-    average_eps: float  # applied rate between the first and the last T5
+    average_eps: float  # row changes/s so far, as the report counts it (throughput_per_s)
     throughput_series: tuple[int, ...]  # applied per second, oldest first
     p99_series_ms: tuple[float | None, ...]  # e2e p99 per second; None: no events
     stages: tuple[LatencyStats, ...]  # STAGES order
@@ -212,40 +215,6 @@ def canonical_slos(targets: Mapping[str, float]) -> SloTargets:
     return SloTargets(tuple(latency.items()), throughput)
 
 
-# ---------------------------------------------------------------------------
-# Histogram helpers
-# ---------------------------------------------------------------------------
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def percentiles_us(hist: HdrHistogram, percentiles: Sequence[float]) -> list[int]:
-    """HdrHistogram's own percentile values, computed with numpy.
-
-    Same rank rule and bucket edges as ``get_value_at_percentile`` but one vectorised
-    pass instead of a Python loop over ~17k buckets per percentile.
-    """
-    total = int(hist.get_total_count())
-    if total == 0:
-        return [0 for _ in percentiles]
-    counts = np.ctypeslib.as_array(hist.counts)  # zero-copy view of the counters
-    cumulative = np.cumsum(counts)
-    targets = [max(int(p * total / 100 + 0.5), 1) for p in percentiles]
-    indexes = np.searchsorted(cumulative, targets, side="left")
-    return [
-        int(hist.get_highest_equivalent_value(hist.get_value_from_index(int(i)))) for i in indexes
-    ]
-
-
-def nearest_rank(sorted_values: Sequence[int] | np.ndarray, percentile: float) -> int:
-    """Exact percentile of sorted samples with HdrHistogram's rank rule."""
-    count = len(sorted_values)
-    rank = max(int(percentile * count / 100 + 0.5), 1)
-    return int(sorted_values[min(rank, count) - 1])
-
-
 class _Hist:
     """An HdrHistogram plus exact sum/max, with its stats cached until it changes."""
 
@@ -259,7 +228,7 @@ class _Hist:
         self._cache = EMPTY_STATS
 
     def record(self, value_us: int) -> None:
-        value = min(max(value_us, 0), HIGHEST_US)  # keep the event; clamp its value
+        value = min(max(value_us, 0), HISTOGRAM_HIGHEST_US)  # keep the event; clamp its value
         self.hist.record_value(value)
         self.sum_us += value
         if value > self.max_us:
@@ -279,7 +248,7 @@ class _Hist:
     def _compute(self, name: str, count: int) -> LatencyStats:
         if count == 0:
             return LatencyStats(name, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        p50, p95, p99, p999 = percentiles_us(self.hist, list(PERCENTILES.values()))
+        p50, p95, p99, p999 = histogram_percentiles_us(self.hist, list(PERCENTILES.values()))
         return LatencyStats(
             name=name,
             count=count,
@@ -447,7 +416,7 @@ class LiveMetrics:
         self._sent_events = 0
         self._sent_rows = 0
         self._applied = 0
-        self._first_t5 = 0
+        self._first_t0 = 0
         self._last_t5 = 0
         self._errors = 0
         self._dead_lettered = 0
@@ -465,8 +434,8 @@ class LiveMetrics:
         self._attribute_kind(timing.tx_id, e2e)
         self._second(timing.t5_us // 1_000_000).e2e_us.append(e2e)
         self._recent.append(timing)
-        if self._first_t5 == 0 or timing.t5_us < self._first_t5:
-            self._first_t5 = timing.t5_us
+        if self._first_t0 == 0 or timing.t0_us < self._first_t0:
+            self._first_t0 = timing.t0_us
         self._last_t5 = max(self._last_t5, timing.t5_us)
 
     def _attribute_kind(self, tx_id: int, e2e_us: int) -> None:
@@ -538,10 +507,7 @@ class LiveMetrics:
         return counts, p99s
 
     def _average_eps(self) -> float:
-        span_s = (self._last_t5 - self._first_t5) / 1_000_000
-        if self._applied < 2 or span_s <= 0:
-            return 0.0
-        return (self._applied - 1) / span_s  # n events span n-1 intervals
+        return throughput_per_s(self._applied, self._first_t0, self._last_t5)
 
     def _recent_events(self) -> tuple[RecentEvent, ...]:
         return tuple(

@@ -174,3 +174,15 @@ def select(scenarios: Mapping[str, Scenario], name: str) -> Scenario:
 
 def get_scenario(name: str, path: Path | None = None) -> Scenario:
     return select(load_scenarios(path), name)
+
+
+def default_slos(path: Path | None = None) -> dict[str, float]:
+    """The ``[defaults.slo]`` targets of the scenarios file (for custom runs)."""
+    path = path or default_path()
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    raw = data.get("defaults", {}).get("slo", {})
+    return validate_targets(raw) if isinstance(raw, dict) else {}

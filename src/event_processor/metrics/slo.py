@@ -40,14 +40,28 @@ METRICS: dict[str, MetricSpec] = {
     "p99": MetricSpec("p99", "latency", "<", "ms", "e2e p99", False),
     "p999": MetricSpec("p999", "latency", "<", "ms", "e2e p99.9", False),
     "max": MetricSpec("max", "latency", "<", "ms", "e2e max", False),
-    "throughput": MetricSpec("throughput", "throughput", ">", "events/s", "throughput", True),
+    # From the intended send time (stats.RunStats.from_intended): a late generator counts.
+    "intended_p50": MetricSpec(
+        "intended_p50", "latency", "<", "ms", "e2e from intended p50", False
+    ),
+    "intended_p95": MetricSpec(
+        "intended_p95", "latency", "<", "ms", "e2e from intended p95", False
+    ),
+    "intended_p99": MetricSpec(
+        "intended_p99", "latency", "<", "ms", "e2e from intended p99", False
+    ),
+    "throughput": MetricSpec("throughput", "throughput", ">", "row changes/s", "throughput", True),
     "success": MetricSpec("success", "integrity", ">", "%", "success", True),
     "integrity": MetricSpec("integrity", "integrity", ">=", "%", "integrity", True),
 }
 VALID_NAMES = ", ".join(METRICS)
 
 # Metrics a baseline comparison can track (integrity is absolute, never relative).
-BASELINE_METRICS = ("p50", "p95", "p99", "p999", "max", "throughput", "success")
+BASELINE_METRICS = (
+    "p50", "p95", "p99", "p999", "max", "intended_p50", "intended_p95", "intended_p99",
+    "throughput", "success",
+)  # fmt: skip
+_INTENDED = {"intended_p50": "p50", "intended_p95": "p95", "intended_p99": "p99"}
 
 SloTargets = dict[str, float]
 
@@ -62,7 +76,8 @@ class SloError(ConfigError, ValueError):
 _NUMBER = r"[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _VALUE_RE = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Zµ%/]*)\s*$")
 _LATENCY_UNITS = {"": 1.0, "ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001}
-_THROUGHPUT_UNITS = {"", "eps", "/s", "events/s"}
+# Row changes applied per second; "events/s" is the older spelling, still accepted.
+_THROUGHPUT_UNITS = {"", "eps", "/s", "events/s", "rows/s"}
 
 
 def _split_number(name: str, value: str) -> tuple[float, str]:
@@ -101,9 +116,11 @@ def parse_target(name: str, value: str | float | int) -> float:
         if unit not in _LATENCY_UNITS:
             raise SloError(f"{spec.name}: unit of {raw!r} must be ms, s or us")
         target = number * _LATENCY_UNITS[unit]
-    elif spec.unit == "events/s":
+    elif spec.unit == "row changes/s":
         if unit not in _THROUGHPUT_UNITS:
-            raise SloError(f"{spec.name}: unit of {raw!r} must be events/s or none")
+            raise SloError(
+                f"{spec.name}: unit of {raw!r} must be rows/s (row changes per second) or none"
+            )
         target = number
     else:
         target = _percent(spec.name, number, unit, raw)
@@ -190,6 +207,10 @@ def _measure(stats: RunStats, name: str, integrity_pct: float | None) -> float |
         if stats.end_to_end.count == 0:
             return None
         return float(getattr(stats.end_to_end, name))
+    if name in _INTENDED:
+        if stats.from_intended.count == 0:
+            return None
+        return float(getattr(stats.from_intended, _INTENDED[name]))
     if name == "throughput":
         return stats.throughput_eps if stats.applied else None
     if name == "success":
@@ -275,11 +296,12 @@ def parse_tolerances(items: str | Iterable[str]) -> dict[str, float]:
 
 def metric_value(figures: Mapping[str, Any], name: str) -> float | None:
     """A metric from a RunStats.to_dict() or a report scenario entry (same keys)."""
-    if name in ("p50", "p95", "p99", "p999", "max"):
-        e2e = figures.get("e2e_ms") or {}
+    if name in ("p50", "p95", "p99", "p999", "max") or name in _INTENDED:
+        key = "e2e_from_intended_ms" if name in _INTENDED else "e2e_ms"
+        e2e = figures.get(key) or {}
         if not e2e.get("count", 1):
             return None
-        value = e2e.get(name)
+        value = e2e.get(_INTENDED.get(name, name))
     elif name == "throughput":
         value = figures.get("throughput_eps")
     elif name == "success":

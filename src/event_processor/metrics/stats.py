@@ -1,54 +1,26 @@
-"""Percentile statistics of a run: exact figures for reports, HdrHistogram for live views.
+"""Exact statistics of a run for reports and gates.
 
-Values come in as integer microseconds and go out as millisecond floats.
-
-Percentile definition: **nearest rank** — the p-th percentile is the smallest sample such
-that at least p % of the samples are at or below it (rank ``ceil(p/100 * n)``, counted
-from 1). It is always an observed value, never an interpolation, and it is the definition
-HdrHistogram's ``get_value_at_percentile`` uses, so live and final figures agree. The rank
-is computed with exact rational arithmetic: ``99.9 / 100 * 1000`` must be rank 999, not
-a float that rounds up to 1000.
+Values come in as integer microseconds and go out as millisecond floats. Percentiles
+follow the project's one rule (nearest rank, ``metrics.percentiles``).
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from hdrh.histogram import HdrHistogram
 
+from event_processor.metrics.percentiles import PERCENTILES, nearest_rank
 from event_processor.metrics.timing import SendRecord, TimingRecord
-
-# Report order of the percentile fields: name -> percent.
-PERCENTILES: dict[str, float] = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 
 # The four stages between commit and MongoDB ack; end_to_end is kept separately.
 STAGE_NAMES = ("capture", "kafka", "consumer_lag", "processing")
 
-# StreamingLatency range: 1 µs .. 60 s at 3 significant digits (0.1 % value error).
-HDR_LOWEST_US = 1
-HDR_HIGHEST_US = 60_000_000
-HDR_SIGNIFICANT_DIGITS = 3
-
 SampleArray = npt.NDArray[np.int64]
-
-
-def nearest_rank(sorted_us: Sequence[int] | SampleArray, percent: float) -> int:
-    """Nearest-rank percentile of an ascending, non-empty sample set."""
-    n = len(sorted_us)
-    if n == 0:
-        raise ValueError("no samples")
-    if not 0.0 <= percent <= 100.0:
-        raise ValueError(f"percentile {percent} is outside 0..100")
-    # Fraction(str(...)) reads 99.9 as 999/10 exactly, keeping the rank integral.
-    rank = math.ceil(Fraction(str(percent)) * n / 100)
-    return int(sorted_us[max(rank, 1) - 1])
 
 
 def _ms(us: float) -> float:
@@ -110,53 +82,6 @@ class LatencySummary:
         )
 
 
-class StreamingLatency:
-    """Live latency aggregation in an HdrHistogram (1 µs .. 60 s, 3 significant digits).
-
-    For the dashboard and Prometheus, where keeping every sample is not an option.
-    Values above 60 s are recorded as 60 s and counted in ``clamped``, so an outlier
-    shows up as the maximum instead of vanishing (HdrHistogram drops them silently).
-    """
-
-    def __init__(self) -> None:
-        self._hist = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS)
-        self.clamped = 0
-
-    def record(self, us: int) -> None:
-        if us < 0:
-            raise ValueError(f"negative latency {us} µs: the run's timestamps are broken")
-        if us > HDR_HIGHEST_US:
-            self.clamped += 1
-            us = HDR_HIGHEST_US
-        self._hist.record_value(us)
-
-    @property
-    def count(self) -> int:
-        return int(self._hist.get_total_count())
-
-    def reset(self) -> None:
-        self._hist.reset()
-        self.clamped = 0
-
-    def merge(self, other: StreamingLatency) -> None:
-        self._hist.add(other._hist)
-        self.clamped += other.clamped
-
-    def summary(self) -> LatencySummary:
-        """Summary within the histogram's precision (values within 0.1 %)."""
-        if self.count == 0:
-            return LatencySummary()
-        h = self._hist
-        pct = {name: _ms(h.get_value_at_percentile(p)) for name, p in PERCENTILES.items()}
-        return LatencySummary(
-            count=self.count,
-            min=_ms(h.get_min_value()),
-            mean=_ms(h.get_mean_value()),
-            max=_ms(h.get_max_value()),
-            **pct,
-        )
-
-
 @dataclass(slots=True, frozen=True)
 class RunStats:
     """Everything the report and the SLO gates need from one measured run."""
@@ -165,7 +90,8 @@ class RunStats:
     committed: int | None  # row changes committed in PostgreSQL (None: unknown)
     applied: int  # distinct row changes acknowledged by MongoDB
     duplicates: int  # redelivered records (at-least-once), left out of the figures
-    throughput_eps: float  # change events applied / (last T5 - first T0)
+    throughput_eps: float  # row changes applied / (last T5 - first T0): throughput_per_s
+    business_events_per_s: float  # business events (transactions) over the same span
     success_rate: float | None  # applied / committed (a fraction; None: unknown)
     duration_s: float
     end_to_end: LatencySummary
@@ -175,6 +101,10 @@ class RunStats:
     unmatched_sends: int  # sends whose transaction produced no timing record
     schedule_lag: LatencySummary  # actual send - intended send (coordinated omission)
     commit_time: LatencySummary  # client-observed COMMIT duration
+    # T5 - the intended send time of the row change's transaction: latency as a user of
+    # the schedule sees it, a late send included (coordinated-omission-free, as wrk2 and
+    # the OpenMessaging Benchmark report it). Records of unsent transactions are left out.
+    from_intended: LatencySummary = field(default_factory=LatencySummary)
     # Raw end-to-end and stage samples (µs) for plots; not part of the JSON figures.
     samples_us: dict[str, SampleArray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -186,6 +116,7 @@ class RunStats:
             "applied": self.applied,
             "duplicates": self.duplicates,
             "throughput_eps": round(self.throughput_eps, 3),
+            "business_events_per_s": round(self.business_events_per_s, 3),
             "success_rate": self.success_rate,
             "duration_s": round(self.duration_s, 6),
             "e2e_ms": self.end_to_end.to_dict(),
@@ -195,6 +126,7 @@ class RunStats:
             "unmatched_sends": self.unmatched_sends,
             "schedule_lag_ms": self.schedule_lag.to_dict(),
             "commit_ms": self.commit_time.to_dict(),
+            "e2e_from_intended_ms": self.from_intended.to_dict(),
         }
 
 
@@ -244,15 +176,26 @@ def _stage_samples(timings: Sequence[TimingRecord]) -> dict[str, SampleArray]:
     }
 
 
+def throughput_per_s(count: int, first_t0_us: int, last_t5_us: int) -> float:
+    """The project's one throughput definition: ``count`` things applied over the span
+    from the first commit (T0) to the last MongoDB acknowledgement (T5), per second.
+
+    Counting row changes gives row changes/s (the ``throughput`` SLO); counting the
+    business events (generator transactions) of the same span gives business events/s.
+    """
+    span_us = last_t5_us - first_t0_us
+    if count <= 0 or span_us <= 0:
+        return 0.0
+    return count * 1e6 / span_us
+
+
 def _throughput(timings: Sequence[TimingRecord]) -> tuple[float, float]:
-    """(events/s, seconds) from the first T0 commit to the last T5 ack."""
+    """(row changes/s, seconds) from the first T0 commit to the last T5 ack."""
     if not timings:
         return 0.0, 0.0
-    span_us = max(t.t5_us for t in timings) - min(t.t0_us for t in timings)
-    if span_us <= 0:
-        return 0.0, 0.0
-    seconds = span_us / 1e6
-    return len(timings) / seconds, seconds
+    first_t0 = min(t.t0_us for t in timings)
+    last_t5 = max(t.t5_us for t in timings)
+    return throughput_per_s(len(timings), first_t0, last_t5), max(last_t5 - first_t0, 0) / 1e6
 
 
 def _group(
@@ -284,6 +227,12 @@ def _by_kind(
     return by_kind, unmatched
 
 
+def _from_intended(timings: Iterable[TimingRecord], sends: Iterable[SendRecord]) -> SampleArray:
+    intended = {s.tx_id: s.intended_us for s in sends}
+    values = [t.t5_us - intended[t.tx_id] for t in timings if t.tx_id in intended]
+    return np.asarray(values, dtype=np.int64)
+
+
 def summarize_run(
     timings: list[TimingRecord],
     sends: list[SendRecord],
@@ -310,12 +259,14 @@ def summarize_run(
     throughput, seconds = _throughput(records)
     by_kind, unmatched = _by_kind(records, sends)
     applied = len(records)
+    events = len(sends) if sends else applied
     return RunStats(
-        events=len(sends) if sends else applied,
+        events=events,
         committed=committed,
         applied=applied,
         duplicates=duplicates,
         throughput_eps=throughput,
+        business_events_per_s=events / seconds if seconds > 0 and applied else 0.0,
         success_rate=(applied / committed) if committed else None,
         duration_s=seconds,
         end_to_end=LatencySummary.from_us(samples["end_to_end"]),
@@ -325,5 +276,6 @@ def summarize_run(
         unmatched_sends=unmatched,
         schedule_lag=LatencySummary.from_us(s.schedule_lag_us for s in sends),
         commit_time=LatencySummary.from_us(s.commit_us for s in sends),
+        from_intended=LatencySummary.from_us(_from_intended(records, sends)),
         samples_us=samples,
     )

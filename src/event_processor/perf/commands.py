@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from event_processor.errors import ConfigError
-from event_processor.metrics.scenarios import (
-    Scenario,
-    ScenarioError,
-    default_path,
-    load_scenarios,
-    select,
-)
-from event_processor.metrics.slo import parse_overrides, validate_targets
-
-CUSTOM_NAME = "custom"
-DEFAULT_SEED = 42
-DEFAULT_TIMEOUT_S = 60.0
+from event_processor.metrics.scenarios import ScenarioError, load_scenarios
+from event_processor.perf.run_options import resolve_scenario, wide_console
 
 
 def add_subcommands(sub: Any) -> None:
@@ -99,73 +88,6 @@ def add_subcommands(sub: Any) -> None:
                         help="result document to show (default reports/latest.json)")  # fmt: skip
     report.set_defaults(func=cmd_report)
 
-    from event_processor.perf.tuning_commands import add_subcommands as add_tuning
-
-    add_tuning(sub)  # sweep, capacity
-
-
-def default_slos(path: Path | None = None) -> dict[str, float]:
-    """The ``[defaults.slo]`` targets of the scenarios file (for custom runs)."""
-    path = path or default_path()
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    raw = data.get("defaults", {}).get("slo", {})
-    return validate_targets(raw) if isinstance(raw, dict) else {}
-
-
-def resolve_scenario(
-    args: argparse.Namespace, scenarios_path: Path | None = None, *, component: str = "load"
-) -> Scenario:
-    """The scenario a `load` (or `sweep`) command line asks for; bad input is a one-line
-    ConfigError naming ``component``."""
-    custom = args.events is not None or args.rate is not None
-    if args.scenario and custom:
-        raise ConfigError(component, "give either --scenario or --events/--rate, not both")
-    overrides = parse_overrides(args.slo) if args.slo else {}
-    if args.scenario:
-        scenario = select(load_scenarios(scenarios_path), args.scenario)
-        if args.seed is not None:
-            scenario = _replace(scenario, seed=args.seed)
-        if args.warmup is not None:
-            scenario = _replace(scenario, warmup_events=args.warmup)
-        if args.timeout is not None:
-            scenario = _replace(scenario, delivery_timeout_s=args.timeout)
-        return scenario.with_slos(overrides)
-    if args.events is None or args.rate is None:
-        names = ", ".join(load_scenarios(scenarios_path))
-        raise ConfigError(
-            component, "no scenario given", f"use --scenario NAME ({names}) or --events N --rate R"
-        )
-    if args.events < 1:
-        raise ConfigError(component, f"--events must be at least 1, got {args.events}")
-    if not args.rate > 0:
-        raise ConfigError(component, f"--rate must be above 0, got {args.rate:g}")
-    warmup = args.warmup or 0
-    if not 0 <= warmup < args.events:
-        raise ConfigError(component, f"--warmup must be in 0..{args.events - 1}, got {warmup}")
-    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
-    if not timeout > 0:
-        raise ConfigError(component, f"--timeout must be above 0, got {timeout:g}")
-    return Scenario(
-        name=CUSTOM_NAME,
-        events=args.events,
-        rate=args.rate,
-        seed=DEFAULT_SEED if args.seed is None else args.seed,
-        delivery_timeout_s=timeout,
-        warmup_events=warmup,
-        description=f"{args.events} events at {args.rate:g}/s",
-        slos={**default_slos(scenarios_path), **overrides},
-    )
-
-
-def _replace(scenario: Scenario, **changes: Any) -> Scenario:
-    from dataclasses import replace
-
-    return replace(scenario, **changes)
-
 
 def cmd_load(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -184,7 +106,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from event_processor.settings import get_settings
 
     err = Console(stderr=True, highlight=False)
-    out = _wide(Console(highlight=False))
+    out = wide_console(Console(highlight=False))
     scenario = resolve_scenario(args)
     tols = tolerances(args.baseline_tolerance) if args.baseline else {}
     baseline = baseline_entries(args.baseline).get(scenario.name) if args.baseline else None
@@ -234,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from event_processor.settings import get_settings
 
     err = Console(stderr=True, highlight=False)
-    out = _wide(Console(highlight=False))
+    out = wide_console(Console(highlight=False))
     settings = get_settings()
     scenarios = load_scenarios()
     names = args.scenario or list(scenarios)
@@ -304,7 +226,7 @@ def cmd_race(args: argparse.Namespace) -> int:
 
     check_race_args(args)
     err = Console(stderr=True, highlight=False)
-    out = _wide(Console(highlight=False))
+    out = wide_console(Console(highlight=False))
     settings = get_settings()
     outcome = run_race(
         settings,
@@ -336,7 +258,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from event_processor.perf.results import gate_lines, latest_path, read_document, results_table
 
-    out = _wide(Console(highlight=False))
+    out = wide_console(Console(highlight=False))
     path: Path = args.path or latest_path()
     doc = read_document(path)
     title = f"{path.name} ({doc.generated_at}, commit {(doc.commit or 'unknown')[:12]})"
@@ -349,10 +271,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
     return 0
-
-
-def _wide(console: Any) -> Any:
-    """Logs and pipes get a table wide enough to show every column."""
-    if not console.is_terminal:
-        console.width = 160
-    return console

@@ -63,13 +63,14 @@ def sink_connector_config(
         "mongodb.connection.string": settings.mongodb_uri(),
         "sink.database": database,
         # One collection named after the source table, as our consumer does.
-        "collection.name.format": "${source.table}",
+        # A literal: schemaless values give the sink no ${source.table} to resolve.
+        "collection.name.format": RACE_TABLE,
         # Documents per ordered bulk write (FerretDB: keep below its pool of 200).
         "batch.size": str(batch_size),
         "key.converter": JSON_CONVERTER,
         "key.converter.schemas.enable": "false",
         "value.converter": JSON_CONVERTER,
-        "value.converter.schemas.enable": "true",
+        "value.converter.schemas.enable": "false",  # as the source writes them
         "errors.tolerance": "none",
     }
 

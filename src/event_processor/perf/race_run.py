@@ -314,14 +314,14 @@ def run_inserts(
     """Insert ``ids`` open loop at ``rate`` (one row per transaction); schedule lags in µs."""
     import psycopg2
 
-    from event_processor.source.generator import START_LEAD_S, _Schedule
+    from event_processor.source.generator import START_LEAD_S, Schedule
 
     n = max(1, min(8, math.ceil(rate / EVENTS_PER_CONNECTION)))
     conns = [psycopg2.connect(dsn, application_name="ep-race-generator") for _ in range(n)]
     lags: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
-    schedule = _Schedule.start_in(rate, START_LEAD_S)
+    schedule = Schedule.start_in(rate, START_LEAD_S)
 
     def work(k: int) -> None:
         conn = conns[k]
@@ -377,9 +377,9 @@ def _empty_source(settings: Settings) -> None:
         truncate_race(conn)
     finally:
         conn.close()
-    # Debezium skips TRUNCATE by default, so the race's inserts would stay in the change
-    # topic: a consumer replaying the topics from the beginning (a rebuild) would put
-    # race rows into the read model. The next race creates the topic again.
+    # The race's inserts would stay in the change topic: a consumer replaying the topics
+    # from the beginning (a rebuild) would put race rows into the read model. The next
+    # race creates the topic again.
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -417,7 +417,7 @@ def _wire_counts(settings: Settings) -> dict[str, int]:
 
 
 def _start_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from event_processor.perf.consumer import end_offsets
+    from event_processor.testing import end_offsets
 
     return {p: off for (t, p), off in end_offsets(settings, [topic]).items() if t == topic}
 
@@ -446,9 +446,9 @@ def _delete_group(settings: Settings, group: str, timeout_s: float = 15.0) -> No
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, fix: str) -> None:
-    from event_processor.perf.consumer import wait_for
+    from event_processor.testing import wait_until
 
-    if not wait_for(predicate, timeout_s, 0.05):
+    if not wait_until(predicate, timeout_s, 0.05):
         raise RaceError(f"{what} within {timeout_s:g} s", fix)
 
 
@@ -464,15 +464,15 @@ def run_race(
     plots: bool = True,
 ) -> RaceOutcome:
     """Run the race on the live stack and return its figures (see the module doc)."""
-    from event_processor.perf.consumer import (
-        HarnessConsumer,
+    from event_processor.perf.harness import check_stack, ensure_topics
+    from event_processor.stack import connect
+    from event_processor.testing import (
+        ConsumerProcess,
         assigned_topics,
         change_topics,
         commit_at_end,
         new_group,
     )
-    from event_processor.perf.harness import check_stack, ensure_topics
-    from event_processor.stack import connect
 
     say = on_progress or (lambda _msg: None)
     check_stack(settings)
@@ -488,7 +488,7 @@ def run_race(
     _prepare_databases(settings)
     ensure_topics(settings, [topic])
 
-    consumer: HarnessConsumer | None = None
+    consumer: ConsumerProcess | None = None
     probes: dict[str, Probe] = {}
     watcher: Watcher | None = None
     reader: CommitReader | None = None
@@ -496,8 +496,8 @@ def run_race(
         group = new_group("race")
         commit_at_end(settings, group, change_topics(settings))
         say(f"starting our consumer (group {group}, database {DATABASES[OURS]})")
-        consumer = HarnessConsumer(
-            settings, group, "race", log, env={"EP_MONGO_DATABASE": DATABASES[OURS]}
+        consumer = ConsumerProcess(
+            "race", log, group=group, env={"EP_MONGO_DATABASE": DATABASES[OURS]}
         )
         proc = consumer
 
@@ -572,7 +572,8 @@ def run_race(
         _delete_group(settings, sink_group())
         if consumer is not None:
             consumer.stop()
-            _delete_group(settings, consumer.group)
+            if consumer.group:
+                _delete_group(settings, consumer.group)
         _empty_source(settings)
 
     notes = [

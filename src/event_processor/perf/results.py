@@ -117,8 +117,8 @@ def results_table(doc: ResultDocument, title: str = "event-processor results") -
     """The per-scenario figures and verdicts as a Rich table."""
     table = Table(title=title)
     for col in ("scenario", "events", "applied", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms",
-                "max ms", "events/s", "success %", "dead-lettered", "integrity",
-                "result"):  # fmt: skip
+                "max ms", "rows/s", "success %", "dead-lettered", "integrity",
+                "CPU s/1k rows", "host busy %", "load", "result"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("scenario", "result") else "right")
     for r in doc.scenarios:
         success = "-" if r.success_rate is None else f"{r.success_rate * 100:.2f}"
@@ -137,6 +137,9 @@ def results_table(doc: ResultDocument, title: str = "event-processor results") -
             success,
             str(r.dead_lettered),
             shown,
+            f"{r.cost['cpu_s_per_1000_row_changes']:.3f}" if r.cost else "-",
+            f"{r.cost['host_busy_pct']:.0f}" if r.cost else "-",
+            "-" if not r.validity else ("as planned" if r.validity["valid"] else "[red]INVALID[/]"),
             "[green]PASSED[/]" if r.passed else "[red]FAILED[/]",
         )
     return table

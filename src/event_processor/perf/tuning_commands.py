@@ -88,15 +88,15 @@ def _say(err: Any) -> Any:
 def _consoles() -> tuple[Any, Any]:
     from rich.console import Console
 
-    from event_processor.perf.commands import _wide
+    from event_processor.perf.run_options import wide_console
 
-    return Console(stderr=True, highlight=False), _wide(Console(highlight=False))
+    return Console(stderr=True, highlight=False), wide_console(Console(highlight=False))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from event_processor.perf.commands import resolve_scenario
     from event_processor.perf.knobs import parse_knobs
     from event_processor.perf.results import default_reports_dir, write_reports
+    from event_processor.perf.run_options import resolve_scenario
     from event_processor.perf.sweep import SweepInterrupted, run_sweep
     from event_processor.settings import get_settings
 
@@ -175,8 +175,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 def resolve_p99(text: str | None) -> float:
     """--p99 in ms (a bare number or with a unit); default: the scenarios' default p99."""
+    from event_processor.metrics.scenarios import default_slos
     from event_processor.metrics.slo import parse_target
-    from event_processor.perf.commands import default_slos
 
     if text is None:
         return default_slos().get("p99", DEFAULT_P99_MS)

@@ -78,7 +78,11 @@ def _figures_rows(r: ScenarioResult) -> list[str]:
         for key, label in (*_LATENCY_FIELDS, ("max", "max"))
     ]
     rows.append(_slo_row("end-to-end mean", _ms(e2e.mean), None))
-    rows.append(_slo_row("throughput", f"{r.throughput_eps:.1f} events/s", r.slo.get("throughput")))
+    rows.append(
+        _slo_row("throughput", f"{r.throughput_eps:.1f} row changes/s", r.slo.get("throughput"))
+    )
+    if r.business_events_per_s is not None:
+        rows.append(_slo_row("business events", f"{r.business_events_per_s:.1f} /s", None))
     success = "n/a" if r.success_rate is None else format_value(r.success_rate * 100, "%")
     rows.append(_slo_row("success", success, r.slo.get("success")))
     rows.append(_slo_row("dead-lettered", f"{r.dead_lettered} events", None))
@@ -88,6 +92,10 @@ def _figures_rows(r: ScenarioResult) -> list[str]:
         rows.append(_slo_row("integrity", shown, integrity))
     if r.harness_cost is not None:
         rows.append(_row(["harness cost", escape(harness_cost_text(r.harness_cost)), "", ""]))
+    if r.cost:
+        rows.append(_row(["CPU cost", escape(cost_text(r.cost)), "", ""]))
+    if r.validity:
+        rows.append(_row(["load", escape(validity_text(r.validity)), "", ""]))
     known = {*METRICS}
     for name, entry in r.slo.items():  # anything else gated (future metrics) still shows
         if name not in known:
@@ -97,6 +105,32 @@ def _figures_rows(r: ScenarioResult) -> list[str]:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} %"
+
+
+def validity_text(validity: dict[str, Any]) -> str:
+    """Offered as planned or INVALID, and whether the host was saturated."""
+    offered = validity.get("offered_rate")
+    words = (
+        f"offered at {offered:.0f}/s of {validity.get('planned_rate'):g}/s planned"
+        if offered is not None and validity.get("planned_rate")
+        else "offered rate unknown"
+    )
+    if not validity.get("valid", True):
+        words = "INVALID: load not offered as planned: " + "; ".join(validity.get("reasons", []))
+    if validity.get("saturated"):
+        words += f"; host saturated ({validity.get('host_busy_pct')} % busy)"
+    return words
+
+
+def cost_text(cost: dict[str, Any]) -> str:
+    """One line: CPU per row change of the whole box and of each process group."""
+    groups = cost.get("groups", {})
+    parts = ", ".join(f"{name} {g['cpu_s_per_1000_row_changes']:.3f}" for name, g in groups.items())
+    return (
+        f"{cost.get('cpu_s_per_1000_row_changes', 0):.3f} CPU s per 1,000 row changes "
+        f"({parts}); host {cost.get('host_busy_pct', 0):.0f} % busy, "
+        f"steal {cost.get('host_steal_pct', 0):.1f} %, over {cost.get('window_s', 0):.1f} s"
+    )
 
 
 def harness_cost_text(cost: HarnessCost) -> str:
@@ -311,7 +345,11 @@ def scenario_fragment(
         parts.append(_table(_SUMMARY_HEAD, _summary_rows(r.by_kind), "Latency by event kind"))
     if r.by_table_op:
         parts.append(_table(_SUMMARY_HEAD, _summary_rows(r.by_table_op), "By table and op"))
-    generator = {"schedule lag": r.schedule_lag_ms, "commit time": r.commit_ms}
+    generator = {
+        "schedule lag": r.schedule_lag_ms,
+        "commit time": r.commit_ms,
+        "e2e from intended send": r.e2e_from_intended_ms,
+    }
     parts.append(_table(_SUMMARY_HEAD, _summary_rows(generator), "Generator (open loop)"))
     if plots:
         parts.append(_images(plots))
@@ -402,7 +440,7 @@ def _overview(doc: ResultDocument) -> str:
         + "</tr>"
         for r in doc.scenarios
     ]
-    head = ("scenario", "events", "e2e p50", "e2e p99", "events/s", "dead-lettered", "result")
+    head = ("scenario", "events", "e2e p50", "e2e p99", "row changes/s", "dead-lettered", "result")
     return _table(head, rows, "Scenarios")
 
 

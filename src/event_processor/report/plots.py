@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from event_processor.metrics.percentiles import ranks
 from event_processor.metrics.stats import STAGE_NAMES, RunStats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -100,9 +101,7 @@ def _percentile_points(values_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ordered = np.sort(values_ms)
     n = ordered.size
     x = np.unique(np.concatenate([np.logspace(0, math.log10(n), 400), [float(n)]]))
-    q = 1.0 - 1.0 / x
-    ranks = np.clip(np.ceil(q * n).astype(int), 1, n)
-    return x, ordered[ranks - 1]
+    return x, ordered[ranks(1.0 - 1.0 / x, n) - 1]
 
 
 def percentile_curve(

@@ -98,7 +98,8 @@ class ScenarioResult(BaseModel):
     duplicates: int = 0
     dead_lettered: int = 0  # events the consumer dead-lettered during the run
     unmatched_sends: int = 0
-    throughput_eps: float
+    throughput_eps: float  # row changes applied per second (metrics.stats.throughput_per_s)
+    business_events_per_s: float | None = None  # the same span, business events (None: older)
     success_rate: float | None
     duration_s: float = 0.0
     rate: float | None = None
@@ -110,9 +111,15 @@ class ScenarioResult(BaseModel):
     by_kind: dict[str, Summary] = Field(default_factory=dict)
     schedule_lag_ms: Summary = Field(default_factory=Summary)
     commit_ms: Summary = Field(default_factory=Summary)
+    # T5 - intended send time (coordinated-omission-free; metrics.stats.RunStats).
+    e2e_from_intended_ms: Summary = Field(default_factory=Summary)
     slo: dict[str, SloEntry] = Field(default_factory=dict)
     baseline: dict[str, SloEntry] = Field(default_factory=dict)
     harness_cost: HarnessCost | None = None
+    # CPU per process group over the load window (metrics.cost.Cost.to_json).
+    cost: dict[str, Any] | None = None
+    # Was the load offered as planned, was the host saturated (metrics.validity).
+    validity: dict[str, Any] | None = None
     passed: bool
 
 
@@ -340,18 +347,6 @@ def base_configuration(
 
 
 _SETTINGS_VERSIONS = ("kafka_version", "debezium_version", "ferretdb_version")
-_SETTINGS_KNOBS = (
-    "poll_interval_ms",
-    "max_batch_size",
-    "max_queue_size",
-    "producer_linger_ms",
-    "offset_flush_interval_ms",
-    "topic_partitions",
-    "consumer_max_poll_records",
-    "consumer_fetch_max_wait_ms",
-    "kafka_heap",
-    "connect_heap",
-)
 
 
 def configuration_from_settings(
@@ -360,14 +355,16 @@ def configuration_from_settings(
     knobs: Mapping[str, str | int | float | bool] | None = None,
     **extra: Any,
 ) -> Configuration:
-    """Configuration with the settings' versions and tuning knobs.
+    """Configuration with the settings' versions and the given knobs.
 
-    Endpoints are recorded only as local or external: DSNs and URIs may hold secrets.
+    Knobs are what the caller read from the running components (perf.harness
+    running_knobs), never the harness's own settings: a consumer or connector started
+    with other values would otherwise be misreported. Endpoints are recorded only as
+    local or external: DSNs and URIs may hold secrets.
     """
     own_versions = {
         k.removesuffix("_version"): str(getattr(settings, k)) for k in _SETTINGS_VERSIONS
     }
-    own_knobs = {k: getattr(settings, k) for k in _SETTINGS_KNOBS}
     endpoints = {
         "postgres": "external" if settings.pg_external else "local",
         "kafka": "external" if settings.kafka_external else "local",
@@ -376,7 +373,7 @@ def configuration_from_settings(
     }
     return base_configuration(
         versions={**own_versions, **(versions or {})},
-        knobs={**own_knobs, **(knobs or {})},
+        knobs=dict(knobs or {}),
         endpoints=endpoints,
         **extra,
     )

@@ -5,8 +5,9 @@ when it is ahead of that time and never waits for the pipeline; when it is behin
 at once and the schedule lag (sent - intended) records the delay, so coordinated omission
 shows in the numbers instead of hiding in them.
 
-Each event is one transaction of exactly one statement (data-modifying CTEs) that also
-returns ``txid_current() % 2^32``: Debezium's ``source.txId`` is the 32-bit xid, and
+Each event is one transaction of exactly one statement (data-modifying CTEs, sent in
+autocommit: one round trip) that also checks its row count and returns
+``txid_current() % 2^32``: Debezium's ``source.txId`` is the 32-bit xid, and
 reading it in the same statement costs no extra round trip.
 
 With several connections, events are routed by customer id, so every event of a customer
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from psycopg2.extras import Json, execute_values
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from event_processor.errors import EventProcessorError
 from event_processor.metrics.timing import SendRecord, wall_us
-from event_processor.source.schema import sync_identities
+from event_processor.source.schema import EXPECT_ROWS_MARK, sync_identities
 from event_processor.source.workload import (
     CustomerSignup,
     CustomerUpdate,
@@ -44,10 +46,13 @@ from event_processor.source.workload import (
 )
 
 # Measured on the reference box (2 vCPU, local PG 15, fsync on, shared with the stack):
-# one connection saturates at ~1,900-2,500 events/s (3 round trips + ~0.1 ms of Python
-# per event), but holds a tight schedule-lag tail only up to about a quarter of that.
+# one connection saturated at ~1,900-2,500 events/s (3 round trips, 1 since, + ~0.1 ms of
+# Python per event), but holds a tight schedule-lag tail only up to about a quarter of that.
 # At 2,000/s: 1 connection p99 lag 100-240 ms, 2: 30-75 ms, 4: 2-25 ms.
-EVENTS_PER_CONNECTION = 500
+# A connection sends its events one after another, each waiting for its COMMIT: on a
+# box whose commits take 2-3 ms (fsync) one connection managed ~285 transactions/s and
+# fell 1.5 s behind a 500/s schedule. 100 per connection leaves it ~4x headroom.
+EVENTS_PER_CONNECTION = 100
 MAX_CONNECTIONS = 8
 # The schedule starts this far after the workers are created, so that thread start-up
 # is not charged to the first events as schedule lag.
@@ -55,8 +60,17 @@ START_LEAD_S = 0.05
 
 _TXID = "txid_current() % 4294967296"
 
+
+def _checked(types: str, sql: str) -> tuple[str, str]:
+    """Append the expected row count as the last parameter; the statement raises (and so
+    rolls itself back) when the rows it changed differ (see schema.EXPECT_ROWS_FUNCTION)."""
+    n = len(types.split(",")) + 1
+    head, _, count = sql.rpartition(f"SELECT {_TXID}, ")
+    return f"{types}, bigint", f"{head}SELECT {_TXID}, public.ep_expect_rows({count}, ${n})"
+
+
 # name -> (parameter types, statement). Each returns (xid, rows changed).
-_STATEMENTS: dict[str, tuple[str, str]] = {
+_PLAIN_STATEMENTS: dict[str, tuple[str, str]] = {
     "customer_signup": (
         "bigint, text, text, text, jsonb, text, boolean",
         f"""WITH c AS (
@@ -119,6 +133,9 @@ _STATEMENTS: dict[str, tuple[str, str]] = {
 }
 
 
+_STATEMENTS = {name: _checked(*stmt) for name, stmt in _PLAIN_STATEMENTS.items()}
+
+
 class GeneratorError(EventProcessorError):
     """The load run failed: a statement failed or the plan does not match the database."""
 
@@ -156,7 +173,12 @@ _EXECUTE_SQL = {
 
 
 def _connect(dsn: str) -> Any:
-    """A connection with autocommit off, the six statements prepared and warmed."""
+    """A connection in autocommit with the six statements prepared and warmed.
+
+    Autocommit: each event is one statement, so one round trip is its whole transaction
+    (was three: BEGIN, the statement, COMMIT). The statement checks its own row count and
+    raises on a mismatch, which rolls it back as the explicit ROLLBACK did.
+    """
     conn = psycopg2.connect(dsn, application_name="ep-generator")
     conn.autocommit = False
     with conn.cursor() as cur:
@@ -165,6 +187,7 @@ def _connect(dsn: str) -> Any:
         conn.commit()
         _warm_up(cur)
     conn.rollback()
+    conn.autocommit = True
     return conn
 
 
@@ -173,31 +196,36 @@ def _warm_up(cur: Any) -> None:
 
     A statement's first execution plans it and loads catalog caches (a few ms): paid
     here, not as schedule lag of the run's first events. Negative ids never clash with
-    the model's; an aborted transaction reaches no CDC consumer.
+    the model's; an aborted transaction reaches no CDC consumer. No row count is
+    expected (NULL): what these change depends on the others.
     """
     key = -int(cur.connection.get_backend_pid())
     address = Json({})
+    email = f"warm-up{key}@invalid"
     cur.execute(_EXECUTE_SQL["customer_signup"],
-                (key, f"warm-up{key}@invalid", "", None, address, "bronze", True))  # fmt: skip
-    cur.execute(_EXECUTE_SQL["customer_update"], (key, "", None, address, "bronze", True))
-    cur.execute(_EXECUTE_SQL["order_placed"], (key, key, 0, "EUR", None, *[[]] * 4))
+                (key, email, "", None, address, "bronze", True, None))  # fmt: skip
+    cur.execute(_EXECUTE_SQL["customer_update"], (key, "", None, address, "bronze", True, None))
+    cur.execute(_EXECUTE_SQL["order_placed"], (key, key, 0, "EUR", None, *[[]] * 4, None))
     cur.execute(_EXECUTE_SQL["payment_captured"],
-                (key, key, 0, "card", "00000000-0000-4000-8000-000000000000"))  # fmt: skip
-    cur.execute(_EXECUTE_SQL["order_status_change"], (key, "paid", "shipped"))
-    cur.execute(_EXECUTE_SQL["order_cancelled"], (key, "shipped", ""))
+                (key, key, 0, "card", "00000000-0000-4000-8000-000000000000", None))  # fmt: skip
+    cur.execute(_EXECUTE_SQL["order_status_change"], (key, "paid", "shipped", None))
+    cur.execute(_EXECUTE_SQL["order_cancelled"], (key, "shipped", "", None))
 
 
-def _run_event(conn: Any, cur: Any, event: PlannedEvent) -> tuple[int, int]:
-    """One transaction: the event's statement, a row-count check, COMMIT."""
-    cur.execute(_EXECUTE_SQL[event.kind], _args(event.params))
-    tx_id, rows = cur.fetchone()
-    if rows != event.rows:
-        conn.rollback()
+def _run_event(cur: Any, event: PlannedEvent) -> tuple[int, int]:
+    """One transaction: the event's statement, which checks its own row count."""
+    try:
+        cur.execute(_EXECUTE_SQL[event.kind], (*_args(event.params), event.rows))
+    except psycopg2.errors.RaiseException as exc:
+        if EXPECT_ROWS_MARK not in str(exc):
+            raise
+        changed = str(exc).split(EXPECT_ROWS_MARK, 1)[1].split()[0]
         raise GeneratorError(
-            f"event {event.seq} ({event.kind}) changed {rows} rows, the plan expects {event.rows}",
+            f"event {event.seq} ({event.kind}) changed {changed} rows, the plan expects "
+            f"{event.rows} (rolled back)",
             "run the plan on a truncated source seeded with the same model's catalogue",
-        )
-    conn.commit()
+        ) from None
+    tx_id, rows = cur.fetchone()
     return int(tx_id), int(rows)
 
 
@@ -205,7 +233,7 @@ def _run_event(conn: Any, cur: Any, event: PlannedEvent) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Schedule:
+class Schedule:
     """Intended times, fixed at the start: a monotonic clock anchored to the wall clock.
 
     Stamps are wall-clock microseconds (they cross processes), but they advance with the
@@ -217,7 +245,7 @@ class _Schedule:
     anchor_ns: int
 
     @classmethod
-    def start_in(cls, rate: float, lead_s: float) -> _Schedule:
+    def start_in(cls, rate: float, lead_s: float) -> Schedule:
         """Event 0 is due ``lead_s`` from now: threads start before the schedule does."""
         lead_ns = round(lead_s * 1e9)
         return cls(rate, wall_us() + lead_ns // 1000, time.perf_counter_ns() + lead_ns)
@@ -243,7 +271,7 @@ class _Worker(threading.Thread):
         self,
         conn: Any,
         events: list[tuple[int, PlannedEvent]],
-        schedule: _Schedule,
+        schedule: Schedule,
         out: queue.SimpleQueue[SendRecord | BaseException],
         stop: threading.Event,
     ) -> None:
@@ -271,7 +299,7 @@ class _Worker(threading.Thread):
 
     def _send(self, cur: Any, i: int, event: PlannedEvent) -> SendRecord:
         sent = self.schedule.now_us()
-        tx_id, rows = _run_event(self.conn, cur, event)
+        tx_id, rows = _run_event(cur, event)
         committed = self.schedule.now_us()
         intended = self.schedule.intended_us(i)
         return SendRecord(i, event.kind, tx_id, intended, sent, committed, rows)
@@ -359,7 +387,7 @@ def _run_workers(
     out: queue.SimpleQueue[SendRecord | BaseException] = queue.SimpleQueue()
     stop = threading.Event()
     shares = _partition(events, len(conns))
-    schedule = _Schedule.start_in(rate, START_LEAD_S)
+    schedule = Schedule.start_in(rate, START_LEAD_S)
     workers = [
         _Worker(conn, share, schedule, out, stop) for conn, share in zip(conns, shares, strict=True)
     ]

@@ -87,6 +87,20 @@ _DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS payments_order_id_idx ON public.payments (order_id)",
 )
 
+# The load generator's statements end in this check, so that a transaction sent in one
+# round trip (autocommit) still rolls back when it changed other rows than planned.
+EXPECT_ROWS_MARK = "ep-generator: rows changed"
+EXPECT_ROWS_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION public.ep_expect_rows(got bigint, want bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF want IS NOT NULL AND got IS DISTINCT FROM want THEN
+    RAISE EXCEPTION '{EXPECT_ROWS_MARK} % (expected %)', got, want;
+  END IF;
+  RETURN got;
+END $$"""
+
+
 # With the default identity (the primary key) a DELETE's `before` image carries only `id`,
 # so the consumer could not tell which order document to remove the item or payment from.
 # FULL logs the whole old row: `before.order_id` is there on every update and delete.
@@ -99,6 +113,7 @@ def apply_schema(conn: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
         for statement in _DDL:
             cur.execute(statement)
+        cur.execute(EXPECT_ROWS_FUNCTION)
         for table in _FULL_IDENTITY_TABLES:
             _ensure_full_identity(cur, table)
     conn.commit()
@@ -153,13 +168,14 @@ CREATE TABLE IF NOT EXISTS public.{RACE_TABLE} (
 def apply_race_schema(conn: Any) -> None:
     """Create the race table if missing and empty it; commits.
 
-    Debezium skips TRUNCATE by default (``skipped.operations=t``): emptying the table
-    sends nothing down the pipeline.
+    Emptied with DELETE, not TRUNCATE: the connector emits TRUNCATE events (even for an
+    empty table), and Debezium's MongoDB sink has no handler for them (its task fails);
+    deletes of rows it has are what it expects, and deleting nothing sends nothing.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
         cur.execute(_RACE_DDL)
-        cur.execute(f"TRUNCATE public.{RACE_TABLE}")
+        cur.execute(f"DELETE FROM public.{RACE_TABLE}")
     conn.commit()
 
 
@@ -169,5 +185,5 @@ def truncate_race(conn: Any) -> None:
         cur.execute(f"SELECT to_regclass('public.{RACE_TABLE}') IS NOT NULL")
         row = cur.fetchone()
         if row and row[0]:
-            cur.execute(f"TRUNCATE public.{RACE_TABLE}")
+            cur.execute(f"DELETE FROM public.{RACE_TABLE}")  # see apply_race_schema
     conn.commit()

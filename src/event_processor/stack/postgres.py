@@ -159,3 +159,32 @@ def health(dsn: str) -> tuple[bool, str]:
     if level != "logical":
         return False, f"wal_level is {level}, CDC needs logical"
     return True, "ready"
+
+
+def publish_via_partition_root(settings: Settings) -> str | None:
+    """Make an existing publication of the connector publish partitions' changes under
+    their parent's name (Debezium's ``publish.via.partition.root`` only applies when it
+    creates the publication). Returns a warning when that was not possible."""
+    publication = f"{settings.slot_name}_pub"
+    try:
+        conn = psycopg2.connect(settings.postgres_dsn(), connect_timeout=5,
+                                application_name="ep-stack")  # fmt: skip
+    except psycopg2.Error as exc:
+        return f"cannot check publication {publication}: {str(exc).strip()}"
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (publication,))
+            row = cur.fetchone()
+            if row is None or row[0]:
+                return None
+            cur.execute(
+                f'ALTER PUBLICATION "{publication}" SET (publish_via_partition_root = true)'
+            )
+        return None
+    except psycopg2.Error as exc:
+        return (f"publication {publication} publishes partitions under their own names "
+                f"({str(exc).strip()}); a partitioned table lands as one collection per "
+                "partition")  # fmt: skip
+    finally:
+        conn.close()

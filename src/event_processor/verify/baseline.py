@@ -1,9 +1,8 @@
 """A clean starting point for integrity tests: an empty read model that is a faithful
 replica of a truncated source, also for consumers that replay Kafka from the beginning.
 
-Debezium does not emit TRUNCATE (skipped by default), so after ``truncate_all`` the
-change topics still hold events for rows that no longer exist. Dropping the read model
-is not enough: a consumer in a new group would replay them. ``reset_read_model``
+The change topics still hold events for rows that ``truncate_all`` removed. Dropping the
+read model is not enough: a consumer in a new group would replay them. ``reset_read_model``
 therefore records, as the consumer's per-partition source positions
 (``_ep_positions``), the position of the last event already on Kafka: every consumer
 skips the history before the reset exactly as it skips replayed events.
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from event_processor.consumer.envelope import EnvelopeDecoder, MalformedEvent
-from event_processor.consumer.loop import _position_key
+from event_processor.consumer.loop import position_key
 from event_processor.consumer.projection import POSITIONS_COLLECTION
 from event_processor.settings import Settings
 from event_processor.verify.drain import KafkaProgress, wait_for_drain
@@ -83,7 +82,7 @@ def last_positions(
                             continue
                         if ev is None:
                             continue
-                        key = _position_key(tp.topic, tp.partition)
+                        key = position_key(tp.topic, tp.partition)
                         if key not in best or ev.position > best[key]:
                             best[key] = ev.position
                 for tp in list(open_tps):
@@ -93,15 +92,15 @@ def last_positions(
             todo = [
                 tp
                 for tp in todo
-                if _position_key(tp.topic, tp.partition) not in best
+                if position_key(tp.topic, tp.partition) not in best
                 and stop[tp] - window > int(begin.get(tp) or 0)
             ]
             window *= 8
     finally:
         consumer.close()
     return {
-        _position_key(tp.topic, tp.partition): Applied(
-            stop[tp] - 1, best.get(_position_key(tp.topic, tp.partition), NO_POSITION)
+        position_key(tp.topic, tp.partition): Applied(
+            stop[tp] - 1, best.get(position_key(tp.topic, tp.partition), NO_POSITION)
         )
         for tp in tps
     }

@@ -352,15 +352,17 @@ def compare_once(
     max_findings: int = 200,
     itersize: int = 10_000,
     batch_size: int = 10_000,
+    schemas: list[str] | None = None,
 ) -> Outcome:
-    """Read PostgreSQL (one snapshot) and every collection, compare everything once."""
+    """Read PostgreSQL (one snapshot) and every collection, compare everything once.
+    ``schemas``: the captured ones (default: every schema but PostgreSQL's own)."""
     timings: dict[str, float] = {}
     sink = FindingSink(max_findings)
     t0 = time.monotonic()
     begin_snapshot(conn)
     try:
         with conn.cursor() as cur:
-            catalog = read_catalog(cur)
+            catalog = read_catalog(cur, schemas)
         skipped = {t: SKIPPED_TABLES[t] for t in catalog if t in SKIPPED_TABLES}
         catalog = {t: info for t, info in catalog.items() if t not in skipped}
         wanted = {collection_of(t) for t in catalog}
@@ -416,7 +418,8 @@ def compare_once(
     for name in strays:
         n = db[name].estimated_document_count()
         if n:
-            msg = f"collection has {n} document(s) but table public.{name} does not exist"
+            table = name if "." in name else f"public.{name}"
+            msg = f"collection has {n} document(s) but table {table} does not exist"
             sink.add(F(ORPHAN_COLLECTION, name, None, msg))
     timings["compare_s"] = time.monotonic() - t1
     return Outcome(list(results.values()), sink, timings, skipped)

@@ -70,7 +70,9 @@ def run_verify(
             t = time.monotonic()
             drain, fingerprint = wait_for_drain(settings, watch, progress, deadline, quiet_s)
             timings["drain_s"] += time.monotonic() - t
-            outcome = compare_once(reader, db, max_findings=max_findings)
+            outcome = compare_once(
+                reader, db, max_findings=max_findings, schemas=settings.captured_schemas
+            )
             report.attempts += 1
             for k, v in outcome.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
