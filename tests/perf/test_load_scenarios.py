@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from event_processor.pytest_plugin import PerfSession, attach_outcome
+from event_processor.report.html import cost_extras_text
 from event_processor.settings import Settings
 
 pytestmark = pytest.mark.stress
@@ -42,13 +43,16 @@ def test_scenario_meets_its_slos(
     assert validity.get("valid", False), (
         f"{scenario.name}: INVALID: load not offered as planned: "
         + "; ".join(validity.get("reasons", ["no validity verdict"]))
+        + f" (host {validity.get('host_busy_pct')} % busy"
+        + f"{cost_extras_text(outcome.result.cost or {})})"
     )
 
     gates = {g.name for g in outcome.gates}
     assert set(scenario.slos) <= gates, f"{scenario.name}: SLOs without a gate"
     failed = [g.message for g in outcome.gates if not g.passed]
     if failed and validity.get("saturated"):
-        failed.append(f"(host saturated: {validity.get('host_busy_pct')} % busy)")
+        failed.append(f"(host saturated: {validity.get('host_busy_pct')} % busy"
+                      f"{cost_extras_text(outcome.result.cost or {})})")  # fmt: skip
     assert not failed, "\n".join(failed)
 
     regressions = [g.message for g in outcome.baseline_gates if not g.passed]

@@ -9,9 +9,10 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 
-from event_processor.metrics.cost import CostMeter
+from event_processor.metrics.cost import CostMeter, outside_cpu
 from event_processor.metrics.validity import MAX_SCHEDULE_LAG_P99_MS, judge, offered_rate
 
 pytestmark = pytest.mark.unit
@@ -21,6 +22,9 @@ def _spin(seconds: float) -> None:
     end = time.thread_time() + seconds
     while time.thread_time() < end:
         pass
+    # Idle for a few sample intervals before ending, so that a sample sees the final
+    # figure even when the sampler was kept off the GIL while the loop ran.
+    time.sleep(0.25)
 
 
 def test_cost_meter_charges_a_busy_child_process_and_a_short_lived_thread() -> None:
@@ -57,3 +61,39 @@ def test_a_run_behind_its_schedule_is_invalid() -> None:
     assert any("below 95%" in r for r in late.reasons)
     assert any(f"> {MAX_SCHEDULE_LAG_P99_MS:g} ms" in r for r in late.reasons)
     assert offered_rate(slow, intended) == pytest.approx(285.9, rel=0.01)
+
+
+def test_outside_cpu_charges_non_members_by_name_from_birth() -> None:
+    before = {(1, 1.0): ("a", 1.0), (2, 1.0): ("b", 5.0), (5, 1.0): ("d", 4.0)}
+    after = {
+        (1, 1.0): ("a", 3.0),  # +2.0
+        (2, 1.0): ("b", 6.0),  # a member: not outside
+        (3, 2.0): ("a", 0.5),  # born in the window: all of it
+        (4, 1.0): ("c", 9.0),  # born in the window
+        (5, 9.0): ("d", 1.0),  # pid 5 reused by a new process: counts from its birth
+    }
+    assert outside_cpu(before, after, members={2}) == {"a": 2.5, "c": 9.0, "d": 1.0}
+
+
+def test_cost_section_names_a_busy_process_outside_the_pipeline() -> None:
+    spinner = subprocess.Popen(
+        ["sh", "-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; sleep 30"]
+    )
+    member = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    meter = CostMeter(None, processes={"member": member.pid}, interval_s=0.05)
+    try:
+        meter.start()
+        proc = psutil.Process(spinner.pid)
+        # Wait until the loop is done (the shell sleeps), then read what it used.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.status() == psutil.STATUS_RUNNING:
+            time.sleep(0.05)
+        spent = sum(proc.cpu_times()[:2])
+        section = meter.stop().to_json(row_changes=100)
+    finally:
+        spinner.kill()
+        member.kill()
+    outside = section["outside_pipeline"]
+    assert spent > 0.1
+    assert outside["top"].get("sh", 0) >= spent * 0.9
+    assert outside["cpu_s"] >= outside["top"]["sh"]

@@ -130,7 +130,21 @@ def cost_text(cost: dict[str, Any]) -> str:
         f"{cost.get('cpu_s_per_1000_row_changes', 0):.3f} CPU s per 1,000 row changes "
         f"({parts}); host {cost.get('host_busy_pct', 0):.0f} % busy, "
         f"steal {cost.get('host_steal_pct', 0):.1f} %, over {cost.get('window_s', 0):.1f} s"
+        + cost_extras_text(cost)
     )
+
+
+def cost_extras_text(cost: dict[str, Any]) -> str:
+    """What else took the CPU: processes outside the pipeline and the JVMs' compilers."""
+    text = ""
+    outside = cost.get("outside_pipeline")
+    if outside:
+        top = ", ".join(f"{name} {cpu:.2f} s" for name, cpu in outside.get("top", {}).items())
+        text += (f"; outside the pipeline {outside.get('share_of_a_core_pct', 0):.0f} % of a "
+                 f"core" + (f" ({top})" if top else ""))  # fmt: skip
+    if cost.get("jvm_jit_cpu_s") is not None:
+        text += f"; JVM JIT compilers {cost['jvm_jit_cpu_s']:.2f} s"
+    return text
 
 
 def harness_cost_text(cost: HarnessCost) -> str:
