@@ -84,9 +84,10 @@ def test_cost_section_names_a_busy_process_outside_the_pipeline() -> None:
     try:
         meter.start()
         proc = psutil.Process(spinner.pid)
-        # Wait until the loop is done (the shell sleeps), then read what it used.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and proc.status() == psutil.STATUS_RUNNING:
+        # Wait until the loop is done (the shell has started its `sleep`), then read
+        # what it used.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not proc.children():
             time.sleep(0.05)
         spent = sum(proc.cpu_times()[:2])
         section = meter.stop().to_json(row_changes=100)

@@ -67,10 +67,15 @@ SloTargets = dict[str, float]
 
 
 class SloError(ConfigError, ValueError):
-    """A bad SLO or tolerance: one line naming the problem and the valid names."""
+    """A bad SLO or tolerance: one line naming the problem and its fix (the valid names
+    for a bad name, the accepted spellings for a bad value)."""
 
-    def __init__(self, problem: str) -> None:
-        super().__init__("slo", problem, f"valid names: {VALID_NAMES}")
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__("slo", problem, fix or f"valid names: {VALID_NAMES}")
+
+
+# The fix for a value that is not one (the name was fine).
+VALUE_FIX = "write a latency as 150ms, 0.2s or 900us, a rate as 900 or 900rows/s, a share as 99.9%"
 
 
 _NUMBER = r"[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -83,10 +88,12 @@ _THROUGHPUT_UNITS = {"", "eps", "/s", "events/s", "rows/s"}
 def _split_number(name: str, value: str) -> tuple[float, str]:
     match = _VALUE_RE.match(value)
     if match is None:
-        raise SloError(f"{name}: cannot read {value!r} as a number with an optional unit")
+        raise SloError(
+            f"{name}: cannot read {value!r} as a number with an optional unit", VALUE_FIX
+        )
     number = float(match.group(1))
     if not math.isfinite(number):
-        raise SloError(f"{name}: {value!r} is not a finite number")
+        raise SloError(f"{name}: {value!r} is not a finite number", VALUE_FIX)
     return number, match.group(2).lower()
 
 
@@ -97,9 +104,9 @@ def _percent(name: str, number: float, unit: str, raw: str) -> float:
         # A bare number up to 1 is a fraction (0.999); above 1 it is already percent.
         percent = number * 100.0 if number <= 1.0 else number
     else:
-        raise SloError(f"{name}: unit of {raw!r} must be % or none")
+        raise SloError(f"{name}: unit of {raw!r} must be % or none", VALUE_FIX)
     if not 0.0 <= percent <= 100.0:
-        raise SloError(f"{name}: {raw!r} is outside 0..100 %")
+        raise SloError(f"{name}: {raw!r} is outside 0..100 %", VALUE_FIX)
     return percent
 
 
@@ -109,23 +116,24 @@ def parse_target(name: str, value: str | float | int) -> float:
     if spec is None:
         raise SloError(f"unknown SLO metric {name!r}")
     if isinstance(value, bool):
-        raise SloError(f"{spec.name}: {value!r} is not a number")
+        raise SloError(f"{spec.name}: {value!r} is not a number", VALUE_FIX)
     raw = str(value)
     number, unit = _split_number(spec.name, raw)
     if spec.unit == "ms":
         if unit not in _LATENCY_UNITS:
-            raise SloError(f"{spec.name}: unit of {raw!r} must be ms, s or us")
+            raise SloError(f"{spec.name}: unit of {raw!r} must be ms, s or us", VALUE_FIX)
         target = number * _LATENCY_UNITS[unit]
     elif spec.unit == "row changes/s":
         if unit not in _THROUGHPUT_UNITS:
             raise SloError(
-                f"{spec.name}: unit of {raw!r} must be rows/s (row changes per second) or none"
+                f"{spec.name}: unit of {raw!r} must be rows/s (row changes per second) or none",
+                VALUE_FIX,
             )
         target = number
     else:
         target = _percent(spec.name, number, unit, raw)
     if spec.unit == "ms" and target <= 0:
-        raise SloError(f"{spec.name}: a latency target must be above 0, got {raw!r}")
+        raise SloError(f"{spec.name}: a latency target must be above 0, got {raw!r}", VALUE_FIX)
     return target
 
 
@@ -133,7 +141,7 @@ def parse_slo(text: str) -> tuple[str, float]:
     """``"p99=150ms"`` -> ``("p99", 150.0)``."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise SloError(f"expected NAME=VALUE (e.g. p99=150ms), got {text!r}")
+        raise SloError(f"expected NAME=VALUE (e.g. p99=150ms), got {text!r}", VALUE_FIX)
     key = name.strip().lower()
     return key, parse_target(key, value.strip())
 
@@ -271,14 +279,20 @@ def parse_tolerance(text: str) -> tuple[str, float]:
     name, sep, value = text.partition(":")
     key = name.strip().lower()
     if not sep or not key or not value.strip():
-        raise SloError(f"expected NAME:PERCENT (e.g. p95:15%), got {text!r}")
+        raise SloError(
+            f"expected NAME:PERCENT (e.g. p95:15%), got {text!r}",
+            "write a tolerance as NAME:PERCENT, e.g. p95:15%",
+        )
     if key not in METRICS:
         raise SloError(f"unknown SLO metric {key!r} in tolerance {text!r}")
     if key not in BASELINE_METRICS:
         raise SloError(f"{key} is checked absolutely and takes no baseline tolerance")
     number, unit = _split_number(key, value.strip())
     if unit not in ("%", ""):
-        raise SloError(f"{key}: tolerance {value.strip()!r} must be a percentage")
+        raise SloError(
+            f"{key}: tolerance {value.strip()!r} must be a percentage",
+            "write a tolerance as NAME:PERCENT, e.g. p95:15%",
+        )
     return key, number
 
 

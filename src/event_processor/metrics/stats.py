@@ -7,7 +7,7 @@ follow the project's one rule (nearest rank, ``metrics.percentiles``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,13 +73,6 @@ class LatencySummary:
             "p999": self.p999,
             "max": self.max,
         }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencySummary:
-        return cls(
-            count=int(data.get("count", 0)),
-            **{k: float(data[k]) for k in ("min", "mean", "p50", "p95", "p99", "p999", "max")},
-        )
 
 
 @dataclass(slots=True, frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from rich.table import Table
 
 from event_processor.metrics.stats import LatencySummary
-from event_processor.report.schema import RaceResult, RaceSide, Summary
+from event_processor.report.schema import RaceResult, RaceSide
 from event_processor.settings import Settings
 from event_processor.source.schema import RACE_TABLE
 from event_processor.stack.connect import JSON_CONVERTER
@@ -80,10 +80,6 @@ def redacted_config(config: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in config.items() if "connection" not in k}
 
 
-def _summary(latency: LatencySummary) -> Summary:
-    return Summary.model_validate(latency.to_dict())
-
-
 def side_result(
     label: str,
     database: str,
@@ -111,7 +107,7 @@ def side_result(
         label=label,
         database=database,
         visible=len(seen),
-        latency_ms=_summary(LatencySummary.from_us(latencies)),
+        latency_ms=LatencySummary.from_us(latencies),
         throughput_eps=round(throughput, 1),
         duration_s=round(span_us / 1e6, 3),
     )
@@ -216,7 +212,7 @@ def assemble(
         poll_interval_ms=poll_interval_ms,
         sides=sides,
         ratios=ratios(sides[OURS], sides[THEIRS]),
-        schedule_lag_ms=_summary(LatencySummary.from_us(schedule_lag_us)),
+        schedule_lag_ms=LatencySummary.from_us(schedule_lag_us),
         sink_config=redacted_config(sink_config or {}),
         notes=list(notes),
         passed=race_passed(events, sides),

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from event_processor.metrics.slo import METRICS, format_value
+from event_processor.metrics.stats import LatencySummary
 from event_processor.report.plots import png_data_uri
 from event_processor.report.schema import (
     CapacitySection,
@@ -21,7 +22,6 @@ from event_processor.report.schema import (
     ResultDocument,
     ScenarioResult,
     SloEntry,
-    Summary,
     SweepSection,
 )
 
@@ -281,7 +281,7 @@ def _baseline_rows(r: ScenarioResult) -> list[str]:
     ]
 
 
-def _summary_rows(items: Mapping[str, Summary]) -> list[str]:
+def _summary_rows(items: Mapping[str, LatencySummary]) -> list[str]:
     return [
         _row(
             [escape(name), str(s.count)]

@@ -29,28 +29,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from event_processor.metrics.slo import GateResult
-from event_processor.metrics.stats import RunStats
+from event_processor.metrics.stats import LatencySummary, RunStats
 
 if TYPE_CHECKING:
     from event_processor.settings import Settings
 
 SCHEMA_VERSION = 1
 LATEST_NAME = "latest.json"
-
-
-class Summary(BaseModel):
-    """One latency distribution, in milliseconds."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    count: int = 0
-    min: float = 0.0
-    mean: float = 0.0
-    p50: float = 0.0
-    p95: float = 0.0
-    p99: float = 0.0
-    p999: float = 0.0
-    max: float = 0.0
 
 
 class SloEntry(BaseModel):
@@ -105,14 +90,14 @@ class ScenarioResult(BaseModel):
     rate: float | None = None
     seed: int | None = None
     warmup_events: int = 0
-    e2e_ms: Summary
-    stages_ms: dict[str, Summary]
-    by_table_op: dict[str, Summary] = Field(default_factory=dict)
-    by_kind: dict[str, Summary] = Field(default_factory=dict)
-    schedule_lag_ms: Summary = Field(default_factory=Summary)
-    commit_ms: Summary = Field(default_factory=Summary)
+    e2e_ms: LatencySummary
+    stages_ms: dict[str, LatencySummary]
+    by_table_op: dict[str, LatencySummary] = Field(default_factory=dict)
+    by_kind: dict[str, LatencySummary] = Field(default_factory=dict)
+    schedule_lag_ms: LatencySummary = Field(default_factory=LatencySummary)
+    commit_ms: LatencySummary = Field(default_factory=LatencySummary)
     # T5 - intended send time (coordinated-omission-free; metrics.stats.RunStats).
-    e2e_from_intended_ms: Summary = Field(default_factory=Summary)
+    e2e_from_intended_ms: LatencySummary = Field(default_factory=LatencySummary)
     slo: dict[str, SloEntry] = Field(default_factory=dict)
     baseline: dict[str, SloEntry] = Field(default_factory=dict)
     harness_cost: HarnessCost | None = None
@@ -218,7 +203,7 @@ class RaceSide(BaseModel):
     label: str
     database: str
     visible: int  # rows whose document became visible within the timeout
-    latency_ms: Summary
+    latency_ms: LatencySummary
     throughput_eps: float  # visible rows / (last visible - first commit)
     duration_s: float = 0.0
 
@@ -237,7 +222,7 @@ class RaceResult(BaseModel):
     poll_interval_ms: float
     sides: dict[str, RaceSide]  # "ours", "debezium"
     ratios: dict[str, float | None] = Field(default_factory=dict)  # ours / theirs
-    schedule_lag_ms: Summary = Field(default_factory=Summary)
+    schedule_lag_ms: LatencySummary = Field(default_factory=LatencySummary)
     sink_config: dict[str, str] = Field(default_factory=dict)  # without the connection string
     notes: list[str] = Field(default_factory=list)
     passed: bool  # every row visible in both databases within the timeout
