@@ -162,26 +162,78 @@ class PerfSession:
         self.selected = [n for n in self.scenarios if not wanted or n in wanted]
         self.outcomes: list[Any] = []
         self.written: Path | None = None
-        self.warmed = False
 
-    def run(self, settings: Settings, name: str) -> Any:
-        from event_processor.perf.harness import run_scenario, warm_up_pipeline
+    def scenario(self, name: str) -> Any:
+        """A selected scenario with the session's SLO overrides."""
+        return self.scenarios[name].with_slos(self.overrides)
 
-        if not self.warmed:  # once per session, before the first gated scenario
-            self.warmed = True
-            warm_up_pipeline(settings)
-        scenario = self.scenarios[name].with_slos(self.overrides)
+    def measure(self, settings: Settings, prepared: Any, consumer: Any, capture: Any) -> Any:
+        """Load -> collect -> result on the fixtures' clean slate, consumer and capture;
+        gated against the session's baseline when one was given."""
+        from event_processor.perf.harness import measure
+
+        name = prepared.scenario.name
         baseline = None if self.baseline is None else self.baseline.get(name)
-        outcome = run_scenario(
+        outcome = measure(
             settings,
-            scenario,
-            dashboard=False,
+            prepared,
+            consumer,
+            capture,
             baseline=baseline,
             tolerances=self.tolerances if baseline is not None else None,
             verify_json=self.reports_dir / f"verify-{name}.json",
         )
         self.outcomes.append(outcome)
         return outcome
+
+
+@pytest.fixture(scope="session")
+def ep_warm_pipeline(ep_stack: Settings) -> Settings:
+    """One unmeasured warm-up before the first gated scenario (JIT-compiles the JVMs;
+    see perf.harness.warm_up_pipeline). A warm-up that did not deliver fails every test
+    that asked for it, with the reason, instead of letting them measure a broken pipe."""
+    from event_processor.perf.harness import WARM_UP_FAILED, warm_up_pipeline
+
+    if not warm_up_pipeline(ep_stack):
+        pytest.fail(WARM_UP_FAILED, pytrace=False)
+    return ep_stack
+
+
+@pytest.fixture
+def ep_scenario(ep_perf: PerfSession, ep_scenario_name: str) -> Any:
+    """The parametrized scenario with its plan (``perf.harness.PreparedScenario``)."""
+    from event_processor.perf.harness import prepare
+
+    return prepare(ep_perf.scenario(ep_scenario_name))
+
+
+@pytest.fixture
+def ep_clean_slate(ep_stack: Settings) -> Settings:
+    """Every service healthy, source and read model empty, nothing in flight."""
+    from event_processor.perf.harness import check_stack, clean_slate
+
+    check_stack(ep_stack)
+    clean_slate(ep_stack)
+    return ep_stack
+
+
+@pytest.fixture
+def ep_scenario_consumer(ep_clean_slate: Settings, ep_scenario: Any) -> Iterator[Any]:
+    """A consumer process running in the background for one scenario (a new group at
+    the end of every change topic, the scenario's catalogue applied); stopped after."""
+    from event_processor.perf.harness import scenario_consumer
+
+    with scenario_consumer(ep_clean_slate, ep_scenario) as consumer:
+        yield consumer
+
+
+@pytest.fixture
+def ep_timings(ep_clean_slate: Settings, ep_scenario_consumer: Any) -> Iterator[Any]:
+    """The timing collector (and dead-letter reader) from where the scenario begins."""
+    from event_processor.perf.harness import timing_capture
+
+    with timing_capture(ep_clean_slate) as capture:
+        yield capture
 
 
 _PERF_KEY = pytest.StashKey[PerfSession]()

@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import pytest
 
+from event_processor.perf.harness import PreparedScenario, TimingCapture
 from event_processor.pytest_plugin import PerfSession, attach_outcome
 from event_processor.report.html import cost_extras_text
 from event_processor.settings import Settings
+from event_processor.testing import ConsumerProcess
 
 pytestmark = pytest.mark.stress
 
 
 def test_scenario_meets_its_slos(
-    ep_stack: Settings, ep_perf: PerfSession, ep_scenario_name: str, request: pytest.FixtureRequest
+    ep_warm_pipeline: Settings,
+    ep_perf: PerfSession,
+    ep_scenario: PreparedScenario,
+    ep_scenario_consumer: ConsumerProcess,
+    ep_timings: TimingCapture,
+    request: pytest.FixtureRequest,
 ) -> None:
-    outcome = ep_perf.run(ep_stack, ep_scenario_name)
+    outcome = ep_perf.measure(ep_warm_pipeline, ep_scenario, ep_scenario_consumer, ep_timings)
     attach_outcome(request.node, outcome)
     scenario = outcome.scenario
 

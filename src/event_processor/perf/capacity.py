@@ -322,7 +322,7 @@ def run_capacity(
     say: Callable[[str], None] = lambda _msg: None,
 ) -> CapacityRun:
     """Search the highest good rate; every step is a fresh ``run_scenario``."""
-    from event_processor.perf.harness import run_scenario
+    from event_processor.perf.harness import RunView, run_scenario
 
     section = CapacitySection(
         capacity_rate=0.0,
@@ -341,8 +341,8 @@ def run_capacity(
         scenario = step_scenario(rate, duration_s, seed, p99_ms)
         say(f"step {controller.steps + 1}: {scenario.events} events at {rate:g}/s "
             f"for {duration_s:g} s")  # fmt: skip
-        outcome = run_scenario(settings, scenario, dashboard=False, plots=False,
-                               on_progress=lambda msg: say(f"  {msg}"))  # fmt: skip
+        view = RunView(say=lambda msg: say(f"  {msg}"))
+        outcome = run_scenario(settings, scenario, view=view, plots=False)
         run.outcomes.append(outcome)
         e2e = outcome.stats.end_to_end
         figures = step_figures(

@@ -92,7 +92,7 @@ def add_subcommands(sub: Any) -> None:
 def cmd_load(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from event_processor.perf.harness import run_scenario
+    from event_processor.perf.harness import RunView, run_scenario
     from event_processor.perf.results import (
         baseline_entries,
         default_reports_dir,
@@ -113,16 +113,13 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.baseline and baseline is None:
         err.print(f"baseline {args.baseline} has no scenario {scenario.name!r}: not compared")
     settings = get_settings()
-    outcome = run_scenario(
-        settings,
-        scenario,
+    view = RunView(
         dashboard=not args.no_dashboard,
-        on_progress=lambda msg: err.print(f"[dim]{msg}[/]"),
         console=err,
         progress=args.no_dashboard and not args.json,
-        baseline=baseline,
-        tolerances=tols,
+        say=lambda msg: err.print(f"[dim]{msg}[/]"),
     )
+    outcome = run_scenario(settings, scenario, view=view, baseline=baseline, tolerances=tols)
     reports_dir = args.reports or default_reports_dir()
     latest, stamped, html = write_reports([outcome], reports_dir)
     doc = document_for([outcome])
@@ -145,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Every scenario of scenarios.toml in order, live dashboard, one summary at the end."""
     from rich.console import Console
 
-    from event_processor.perf.harness import run_scenario
+    from event_processor.perf.harness import RunView, run_scenario
     from event_processor.perf.results import (
         default_reports_dir,
         document_for,
@@ -165,25 +162,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ScenarioError(f"unknown scenario {unknown[0]!r}; known: {', '.join(scenarios)}")
     outcomes = []
     reports_dir = args.reports or default_reports_dir()
-    from event_processor.perf.harness import warm_up_pipeline
+    from event_processor.perf.harness import WARM_UP_FAILED, warm_up_pipeline
 
     err.rule("[bold]warm-up[/]: not measured")
-    warm_up_pipeline(settings, on_progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    warmed = warm_up_pipeline(settings, on_progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    if not warmed:
+        # Loudly: the scenarios still run (their own figures say how bad it is), but the
+        # demo fails whatever they show.
+        err.print(f"[red]{WARM_UP_FAILED}[/]", soft_wrap=True)
     for name in names:
         err.rule(f"[bold]{name}[/]: {scenarios[name].events} events at {scenarios[name].rate:g}/s")
         svg = reports_dir / f"dashboard-{name}.svg"
         svg.unlink(missing_ok=True)
-        outcomes.append(
-            run_scenario(
-                settings,
-                scenarios[name],
-                dashboard=not args.no_dashboard,
-                on_progress=lambda msg: err.print(f"[dim]{msg}[/]"),
-                console=err,
-                progress=args.no_dashboard,
-                dashboard_svg=svg,
-            )
+        view = RunView(
+            dashboard=not args.no_dashboard,
+            console=err,
+            progress=args.no_dashboard,
+            dashboard_svg=svg,
+            say=lambda msg: err.print(f"[dim]{msg}[/]"),
         )
+        outcomes.append(run_scenario(settings, scenarios[name], view=view))
         if svg.exists():
             err.print(f"dashboard capture: {svg}", soft_wrap=True)
     latest, _stamped, html = write_reports(outcomes, reports_dir)
@@ -193,7 +191,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
     err.print(f"reports: {latest} and {reports_dir / html.name}", soft_wrap=True)
-    return 0 if all(o.passed for o in outcomes) else 1
+    if not warmed:
+        err.print(f"[red]{WARM_UP_FAILED}[/]", soft_wrap=True)
+    return 0 if warmed and all(o.passed for o in outcomes) else 1
 
 
 def check_race_args(args: argparse.Namespace) -> None:

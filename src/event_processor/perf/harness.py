@@ -1,16 +1,21 @@
 """Run one load scenario end to end and gate it: the library call behind `load` and pytest.
 
-``run_scenario`` owns the whole run:
+A run is four pieces, each usable alone (the pytest plugin makes fixtures of them) and
+composed by ``run_scenario``:
 
-1. reset: the consumer this process started last is stopped, the source tables are
-   truncated, the read model (and the consumer's source positions) emptied;
-2. a fresh consumer process joins a new group whose offsets start at the current end
-   of every change topic, and the harness waits until it is assigned all of them;
-3. warm-up (excluded from every figure): the product catalogue is seeded and awaited
-   in MongoDB; then the timing collector notes where the run's records begin;
-4. the open-loop generator sends the scenario's plan at its rate (live dashboard fed
-   from the generator's SendRecords and the collected TimingRecords);
-5. the harness waits until every committed row change has a timing record (at most
+1. ``clean_slate``: the source tables truncated, the read model (and the consumer's
+   source positions) emptied, nothing of earlier runs still in flight, both local
+   PostgreSQL clusters checkpointed;
+2. ``scenario_consumer``: a fresh consumer process joins a new group whose offsets start
+   at the current end of every change topic; once it is assigned all of them the
+   product catalogue is seeded and awaited in MongoDB (excluded from every figure);
+   the process is stopped when the block ends;
+3. ``timing_capture``: the timing collector and the dead-letter reader, positioned where
+   the run's records begin;
+4. ``measure``: load -> collect -> result. The open-loop generator sends the scenario's
+   plan at its rate (a live dashboard, when the caller's ``RunView`` asks for one, fed
+   from the generator's SendRecords and the collected TimingRecords); the harness
+   waits until every committed row change has a timing record (at most
    ``delivery_timeout_s`` after the last send), leaves out the warm-up events,
    computes exact figures and gates them, then runs the integrity verifier, whose
    verdict is the integrity gate (100 % only when it found nothing); the events the
@@ -24,7 +29,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,9 +79,6 @@ CATALOGUE_TIMEOUT_S = 60.0
 QUIET_TIMEOUT_S = 30.0
 QUIET_S = 1.0
 MIN_VERIFY_TIMEOUT_S = 60.0
-
-_current_consumer: ConsumerProcess | None = None
-_consumer_lock = threading.Lock()
 
 
 class HarnessError(EventProcessorError):
@@ -243,15 +245,6 @@ def expected_topics(settings: Settings) -> list[str]:
 # --- the run ------------------------------------------------------------------------------
 
 
-def stop_harness_consumer() -> None:
-    """Stop the consumer a previous run of this process left running (if any)."""
-    global _current_consumer
-    with _consumer_lock:
-        proc, _current_consumer = _current_consumer, None
-    if proc is not None:
-        proc.stop()
-
-
 def check_stack(settings: Settings) -> None:
     """A one-line StackError naming what is down, unless every service is healthy."""
     from event_processor.stack import manager
@@ -375,15 +368,12 @@ def ensure_topics(settings: Settings, topics: list[str] | None = None) -> None:
 
 
 def _start_consumer(settings: Settings, group: str, scenario: str) -> ConsumerProcess:
-    global _current_consumer
     ensure_topics(settings)
     topics = change_topics(settings)
     commit_at_end(settings, group, topics)
     log = settings.state_dir / "logs" / "perf-consumer.log"
     # Its Prometheus endpoint (on a free port) tells the harness's cost at the end.
     proc = ConsumerProcess(f"perf-{scenario}", log, group=group, metrics_port=free_port())
-    with _consumer_lock:
-        _current_consumer = proc
     wanted = set(topics)
 
     def assigned() -> bool:
@@ -393,11 +383,15 @@ def _start_consumer(settings: Settings, group: str, scenario: str) -> ConsumerPr
             )
         return wanted <= assigned_topics(settings, group)
 
-    if not wait_until(assigned, ASSIGN_TIMEOUT_S, 0.25):
-        raise HarnessError(
-            f"the consumer was not assigned {sorted(wanted)} within {ASSIGN_TIMEOUT_S:g} s",
-            f"read {log}",
-        )
+    try:
+        if not wait_until(assigned, ASSIGN_TIMEOUT_S, 0.25):
+            raise HarnessError(
+                f"the consumer was not assigned {sorted(wanted)} within {ASSIGN_TIMEOUT_S:g} s",
+                f"read {log}",
+            )
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -553,37 +547,42 @@ def run_configuration(
     )
 
 
-def run_scenario(
-    settings: Settings,
-    scenario: Scenario,
-    *,
-    dashboard: bool,
-    on_progress: ProgressFn | None = None,
-    console: Console | None = None,
-    progress: bool = False,
-    baseline: Mapping[str, Any] | None = None,
-    tolerances: Mapping[str, float] | None = None,
-    verify_json: Path | None = None,
-    plots: bool = True,
-    check: bool = True,
-    dashboard_svg: Path | None = None,
-) -> ScenarioOutcome:
-    """Run ``scenario`` from a clean state and gate it (see the module docstring).
+def _quiet(_msg: str) -> None:
+    pass
 
-    Raises HarnessError / StackError when the run itself could not be carried out; a
-    failed gate is not an exception but ``outcome.passed is False``.
-    """
-    from event_processor.source.generator import run_load
+
+@dataclass(slots=True)
+class RunView:
+    """How a run shows itself, chosen by the caller (the CLI); tests, the warm-up and
+    the searches pass none: no dashboard, no progress, no messages."""
+
+    dashboard: bool = False
+    console: Console | None = None
+    progress: bool = False  # a progress bar while sending (without the dashboard)
+    dashboard_svg: Path | None = None  # the dashboard's last frame, saved as SVG
+    say: ProgressFn = _quiet
+
+
+@dataclass(slots=True)
+class PreparedScenario:
+    """A scenario and its plan, decided before the run like every intended send time."""
+
+    scenario: Scenario
+    model: Any  # source.workload.WorkloadModel (its catalogue is seeded before the load)
+    plan: list[Any]
+
+
+def prepare(scenario: Scenario) -> PreparedScenario:
     from event_processor.source.workload import WorkloadModel
 
-    say = on_progress or (lambda _msg: None)
-    if check:
-        check_stack(settings)
     model = WorkloadModel(seed=scenario.seed)
-    plan = model.plan(scenario.events)  # decided before the run, like every intended time
+    return PreparedScenario(scenario, model, model.plan(scenario.events))
 
-    say("reset: stopping the previous harness consumer, emptying source and read model")
-    stop_harness_consumer()
+
+def clean_slate(settings: Settings, say: ProgressFn = _quiet) -> None:
+    """Empty source and read model, nothing of earlier runs in flight, clusters
+    checkpointed: every scenario starts from the same state."""
+    say("reset: emptying source and read model")
     others = active_members(settings, settings.consumer_group)
     if others:
         say(f"warning: {others} consumer(s) in group {settings.consumer_group} also write "
@@ -596,67 +595,147 @@ def run_scenario(
     _empty_read_model(settings)
     _checkpoint(settings)
 
-    group = new_group(scenario.name)
+
+@contextlib.contextmanager
+def scenario_consumer(
+    settings: Settings, prepared: PreparedScenario, say: ProgressFn = _quiet
+) -> Iterator[ConsumerProcess]:
+    """A consumer in a new group, assigned every change topic, with the scenario's
+    catalogue applied; stopped when the block ends."""
+    name = prepared.scenario.name
+    group = new_group(name)
     say(f"starting a consumer in group {group}")
-    consumer = _start_consumer(settings, group, scenario.name)
-    collector: TimingCollector | None = None
-    dead_letters: DeadLetterReader | None = None
+    consumer = _start_consumer(settings, group, name)
     try:
-        say(f"warm-up: seeding the catalogue ({len(model.catalogue)} products)")
-        _seed(settings, model, consumer)
-        collector = TimingCollector(settings.kafka_servers(), settings.timings_topic)
+        say(f"warm-up: seeding the catalogue ({len(prepared.model.catalogue)} products)")
+        _seed(settings, prepared.model, consumer)
+        yield consumer
+    finally:
+        consumer.stop()
+
+
+@dataclass(slots=True)
+class TimingCapture:
+    """Where a run's timing records and dead letters are read from (its start on)."""
+
+    collector: TimingCollector
+    dead_letters: DeadLetterReader
+
+
+@contextlib.contextmanager
+def timing_capture(settings: Settings) -> Iterator[TimingCapture]:
+    """The timing collector and dead-letter reader, from the end of their topics now."""
+    collector = TimingCollector(settings.kafka_servers(), settings.timings_topic)
+    try:
         collector.seek(collector.mark_end())
         dead_letters = DeadLetterReader(settings.kafka_servers(), settings.dlq_topic)
-
-        metrics = _live_metrics(scenario) if dashboard else None
-        thread = _CollectorThread(collector, metrics)
-        cpu_before = consumer.cpu_seconds()  # the run's share, not start-up and seeding
-        meter = CostMeter(
-            None if settings.pg_external else settings.state_dir,
-            processes={"consumer": consumer.pid, "harness (main, dashboard)": os.getpid()},
-            threads={"ep-generator": "generator", "ep-perf-collector": "collector"},
-        )
-        meter.start()
-        thread.start()
-        say(f"load: {scenario.events} events at {scenario.rate:g}/s (seed {scenario.seed})")
         try:
-            sends, timings, delivered = _drive(
-                settings, scenario, plan, metrics, thread, console, progress, run_load
-            )
-            if metrics is not None and dashboard_svg is not None:
-                # The last frame of the live dashboard, as the run ended (README capture).
-                from event_processor.dashboard.live import DashboardRunner
-
-                DashboardRunner(metrics).export_svg(dashboard_svg, title=scenario.name)
+            yield TimingCapture(collector, dead_letters)
         finally:
-            thread.stop()
-        run_cost = meter.stop()
-        cpu_after = consumer.cpu_seconds()
-        cost = harness_cost(
-            consumer.metrics(),
-            None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
-            thread.cpu_s,
-            dashboard=dashboard,
+            dead_letters.close()
+    finally:
+        collector.close()
+
+
+def run_scenario(
+    settings: Settings,
+    scenario: Scenario,
+    *,
+    view: RunView | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    tolerances: Mapping[str, float] | None = None,
+    verify_json: Path | None = None,
+    plots: bool = True,
+    check: bool = True,
+) -> ScenarioOutcome:
+    """Run ``scenario`` from a clean state and gate it (see the module docstring).
+
+    Raises HarnessError / StackError when the run itself could not be carried out; a
+    failed gate is not an exception but ``outcome.passed is False``.
+    """
+    view = view or RunView()
+    if check:
+        check_stack(settings)
+    prepared = prepare(scenario)
+    clean_slate(settings, view.say)
+    with (
+        scenario_consumer(settings, prepared, view.say) as consumer,
+        timing_capture(settings) as capture,
+    ):
+        return measure(
+            settings,
+            prepared,
+            consumer,
+            capture,
+            view=view,
+            baseline=baseline,
+            tolerances=tolerances,
+            verify_json=verify_json,
+            plots=plots,
         )
 
-        try:
-            stats = summarize_run(timings, sends, None, warmup_events=scenario.warmup_events)
-        except NegativeStageError as exc:
-            raise HarnessError(f"broken run: {exc}", "check the host clock") from None
 
-        say("verify: comparing PostgreSQL with the read model")
-        verify_timeout = max(MIN_VERIFY_TIMEOUT_S, scenario.delivery_timeout_s)
-        verify = _run_verify(settings, verify_timeout, verify_json, group)
-        # Dead letters are flushed before a batch's timing records are published.
-        dead_lettered = len(dead_letters.until_end(consumer_id=consumer.name))
-        consumer_reported = consumer.effective_settings()
+def measure(
+    settings: Settings,
+    prepared: PreparedScenario,
+    consumer: ConsumerProcess,
+    capture: TimingCapture,
+    *,
+    view: RunView | None = None,
+    baseline: Mapping[str, Any] | None = None,
+    tolerances: Mapping[str, float] | None = None,
+    verify_json: Path | None = None,
+    plots: bool = True,
+) -> ScenarioOutcome:
+    """Load -> collect -> result: send the plan against a clean slate whose consumer
+    runs (``scenario_consumer``) and whose records are captured (``timing_capture``)."""
+    from event_processor.source.generator import run_load
+
+    view = view or RunView()
+    scenario = prepared.scenario
+    metrics = _live_metrics(scenario) if view.dashboard else None
+    thread = _CollectorThread(capture.collector, metrics)
+    cpu_before = consumer.cpu_seconds()  # the run's share, not start-up and seeding
+    meter = CostMeter(
+        None if settings.pg_external else settings.state_dir,
+        processes={"consumer": consumer.pid, "harness (main, dashboard)": os.getpid()},
+        threads={"ep-generator": "generator", "ep-perf-collector": "collector"},
+    )
+    meter.start()
+    thread.start()
+    view.say(f"load: {scenario.events} events at {scenario.rate:g}/s (seed {scenario.seed})")
+    try:
+        sends, timings, delivered = _drive(
+            settings, scenario, prepared.plan, metrics, thread, view, run_load
+        )
+        if metrics is not None and view.dashboard_svg is not None:
+            # The last frame of the live dashboard, as the run ended (README capture).
+            from event_processor.dashboard.live import DashboardRunner
+
+            DashboardRunner(metrics).export_svg(view.dashboard_svg, title=scenario.name)
     finally:
-        if collector is not None:
-            collector.close()
-        if dead_letters is not None:
-            dead_letters.close()
-        log = str(consumer.log_path)
-        stop_harness_consumer()
+        thread.stop()
+    run_cost = meter.stop()
+    cpu_after = consumer.cpu_seconds()
+    cost = harness_cost(
+        consumer.metrics(),
+        None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        thread.cpu_s,
+        dashboard=view.dashboard,
+    )
+
+    try:
+        stats = summarize_run(timings, sends, None, warmup_events=scenario.warmup_events)
+    except NegativeStageError as exc:
+        raise HarnessError(f"broken run: {exc}", "check the host clock") from None
+
+    view.say("verify: comparing PostgreSQL with the read model")
+    verify_timeout = max(MIN_VERIFY_TIMEOUT_S, scenario.delivery_timeout_s)
+    group = consumer.group or ""
+    verify = _run_verify(settings, verify_timeout, verify_json, group)
+    # Dead letters are flushed before a batch's timing records are published.
+    dead_lettered = len(capture.dead_letters.until_end(consumer_id=consumer.name))
+    consumer_reported = consumer.effective_settings()
 
     gates, baseline_gates, result = assemble(
         scenario,
@@ -690,7 +769,7 @@ def run_scenario(
         plots=figures,
         delivered=delivered,
         group=group,
-        consumer_log=log,
+        consumer_log=str(consumer.log_path),
         sends=sends,
         timings=timings,
     )
@@ -703,6 +782,14 @@ PIPELINE_WARMUP_RATE = 500.0
 JIT_ROUND_EVENTS = 10_000  # 20 s at the stress rate
 JIT_MAX_ROUNDS = 6
 JIT_SETTLED_SHARE = 0.10  # compiler threads' share of the JVMs' CPU in a round
+
+
+# What a caller says when the warm-up did not deliver (it must not pass silently).
+WARM_UP_FAILED = (
+    "pipeline warm-up: not every row change of the unmeasured warm-up reached MongoDB in "
+    "time, so gated figures would measure a pipeline that does not deliver (fix: check "
+    "`event-processor stack status` and the consumer log, .stack/logs/perf-consumer.log)"
+)
 
 
 def warm_up_pipeline(settings: Settings, on_progress: ProgressFn | None = None) -> bool:
@@ -760,7 +847,7 @@ def _warm_up_round(settings: Settings, events: int) -> tuple[bool, float | None]
         scenario.duration_s / 2 + 5, lambda: readings.append(jit_reading(settings.state_dir))
     )
     half.start()
-    outcome = run_scenario(settings, scenario, dashboard=False, plots=False)
+    outcome = run_scenario(settings, scenario, plots=False)
     half.cancel()
     end = jit_reading(settings.state_dir)
     share = end.share_since(readings[0]) if end is not None and readings and readings[0] else None
@@ -784,8 +871,7 @@ def _drive(
     plan: list[Any],
     metrics: LiveMetrics | None,
     thread: _CollectorThread,
-    console: Console | None,
-    progress: bool,
+    view: RunView,
     run_load: Callable[..., list[SendRecord]],
 ) -> tuple[list[SendRecord], list[TimingRecord], bool]:
     """Send the plan open loop (under the dashboard) and wait for its delivery."""
@@ -794,14 +880,16 @@ def _drive(
     from event_processor.dashboard.live import DashboardRunner
 
     on_sent = metrics.record_send if metrics is not None else None
-    view: Any = DashboardRunner(metrics, console=console) if metrics is not None else nullcontext()
-    with view:
+    shown: Any = (
+        DashboardRunner(metrics, console=view.console) if metrics is not None else nullcontext()
+    )
+    with shown:
         sends = run_load(
             settings.postgres_dsn(),
             plan,
             scenario.rate,
             on_sent=on_sent,
-            progress=progress and metrics is None,
+            progress=view.progress and metrics is None,
         )
         timings, delivered = _wait_delivered(thread, sends, scenario.delivery_timeout_s)
     return sends, timings, delivered

@@ -90,7 +90,7 @@ def run_sweep(
     """
     from dataclasses import replace
 
-    from event_processor.perf.harness import run_scenario
+    from event_processor.perf.harness import RunView, run_scenario
 
     settings_list = grid(knobs)
     base = {k.field: getattr(settings, k.field) for k in KNOBS}
@@ -123,13 +123,8 @@ def run_sweep(
                 n += 1
                 named = replace(scenario, name=run_name(scenario.name, setting, run, repeat))
                 say(f"step {n}/{total}: {label(setting)} (run {run}/{repeat})")
-                outcome = run_scenario(
-                    tuned,
-                    named,
-                    dashboard=False,
-                    plots=False,
-                    on_progress=lambda msg: say(f"  {msg}"),
-                )
+                view = RunView(say=lambda msg: say(f"  {msg}"))
+                outcome = run_scenario(tuned, named, view=view, plots=False)
                 point = point_of(outcome, setting, run)
                 sweep.outcomes.append(outcome)
                 section.points.append(point)
