@@ -120,3 +120,35 @@ def test_a_file_that_is_no_result_is_a_usage_error(pytester: pytest.Pytester) ->
     result = _probe(pytester, "--baseline", "notes.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*notes.json is not a result document*"])
+
+
+WARM_UP_CONFTEST = """
+import pytest
+
+import event_processor.perf.harness as harness
+from event_processor.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def ep_stack():  # no stack in a unit test: the warm-up below stands in for it
+    return Settings()
+
+
+harness.warm_up_pipeline = lambda settings, on_progress=None: {delivered}
+"""
+
+
+@pytest.mark.parametrize("delivered", [True, False])
+def test_a_warm_up_that_did_not_deliver_fails_the_gated_tests_loudly(
+    pytester: pytest.Pytester, delivered: bool
+) -> None:
+    pytester.makeconftest(WARM_UP_CONFTEST.format(delivered=delivered))
+    pytester.makepyfile(test_gated="def test_gated(ep_warm_pipeline):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"
+    )
+    if delivered:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*pipeline warm-up: not every row change*reached MongoDB*"])
