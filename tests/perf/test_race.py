@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from event_processor.perf.race import OURS, SINK_CONNECTOR_NAME, THEIRS, sink_group
-from event_processor.perf.race_run import run_race
 from event_processor.pytest_plugin import attach_html
+from event_processor.race.result import OURS, SINK_CONNECTOR_NAME, THEIRS, sink_group
+from event_processor.race.run import run_race
 from event_processor.report.html import race_fragment
 from event_processor.settings import Settings
 from event_processor.source.schema import RACE_TABLE

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from event_processor.cli import build_parser
+from event_processor.cli.options import CUSTOM_NAME, resolve_scenario
 from event_processor.errors import ConfigError
 from event_processor.metrics.scenarios import Scenario, ScenarioError
 from event_processor.metrics.slo import SloError
@@ -22,7 +23,6 @@ from event_processor.perf.harness import (
     expected_topics,
 )
 from event_processor.perf.results import document, gate_lines, read_document, results_table
-from event_processor.perf.run_options import CUSTOM_NAME, resolve_scenario
 from event_processor.report.schema import Configuration, parse_document, to_json
 from event_processor.settings import Settings
 

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 
 from event_processor.cli import build_parser
+from event_processor.cli.load import check_race_args
 from event_processor.errors import ConfigError
-from event_processor.perf.commands import check_race_args
-from event_processor.perf.race import (
+from event_processor.race.result import (
     DATABASES,
     OURS,
     THEIRS,
@@ -25,7 +25,7 @@ from event_processor.perf.race import (
     sink_connector_config,
     sink_group,
 )
-from event_processor.perf.race_run import decode_id, encode_id, payload_for
+from event_processor.race.run import decode_id, encode_id, payload_for
 from event_processor.report.html import race_fragment, render_standalone
 from event_processor.report.schema import base_configuration, build_document, parse_document
 from event_processor.settings import Settings

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from event_processor.cli import build_parser, main
+from event_processor.cli.options import resolve_scenario
+from event_processor.cli.tuning import resolve_p99
 from event_processor.errors import ConfigError
 from event_processor.metrics.timing import SendRecord, TimingRecord
 from event_processor.perf.capacity import (
@@ -31,9 +33,7 @@ from event_processor.perf.knobs import (
     parse_knob,
     parse_knobs,
 )
-from event_processor.perf.run_options import resolve_scenario
 from event_processor.perf.sweep import run_name
-from event_processor.perf.tuning_commands import resolve_p99
 from event_processor.report.html import render_standalone
 from event_processor.report.schema import (
     CapacitySection,

@@ -26,7 +26,7 @@ from event_processor.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from event_processor.perf.harness import ScenarioOutcome
-    from event_processor.perf.race_run import RaceOutcome
+    from event_processor.race.run import RaceOutcome
     from event_processor.settings import Settings
 
 DEFAULT_TOLERANCES = "p50:15%,p95:15%,p99:15%"

@@ -1,8 +1,6 @@
-"""What a `load` or `sweep` command line asks for: the scenario, and a console for tables.
-
-Shared by the `load` commands (perf.commands) and the tuning commands
-(perf.tuning_commands), which therefore need not import each other.
-"""
+"""What the subcommands share: the consoles, the scenario a `load` or `sweep` command
+line asks for, and a wide console for tables (so cli.load and cli.tuning need not
+import each other)."""
 
 from __future__ import annotations
 
@@ -11,9 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from event_processor.errors import ConfigError
 from event_processor.metrics.scenarios import Scenario, default_slos, load_scenarios, select
 from event_processor.metrics.slo import parse_overrides
+
+# Messages and progress on stderr; results (tables, JSON) on stdout.
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
 
 CUSTOM_NAME = "custom"
 DEFAULT_SEED = 42

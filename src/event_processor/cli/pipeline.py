@@ -1,29 +1,52 @@
-"""The `event-processor` command line: a thin shell over the library."""
+"""The `stack`, `consume` and `verify` subcommands: run the pipeline and check it."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
-
-from event_processor.errors import EventProcessorError
-
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+from event_processor.cli.options import console, out
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a wrong option as one line naming the fix."""
+def add_subcommands(sub: Any) -> None:
+    stack = sub.add_parser("stack", help="start, stop or inspect the local CDC stack")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--json", action="store_true", help="machine-readable output")
+    stack.add_argument("--purge", action="store_true", help="with down: delete all data too")
+    stack.set_defaults(func=cmd_stack)
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"event-processor: {message} (fix: see `{self.prog} --help`)\n")
+    consume = sub.add_parser("consume", help="run the event processor (Kafka -> MongoDB)")
+    consume.add_argument("--group", help="consumer group (default EP_CONSUMER_GROUP)")
+    consume.add_argument("--consumer-id", help="name of this process in timing records")
+    consume.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
+    consume.add_argument("--idle-exit", type=float, metavar="S", help="exit after S seconds idle")
+    consume.add_argument("-v", "--verbose", action="store_true")
+    consume.set_defaults(func=cmd_consume)
+
+    verify = sub.add_parser(
+        "verify",
+        help="prove every committed change arrived: PostgreSQL vs the MongoDB read model",
+        description="Waits for the pipeline to drain, then compares PostgreSQL with the read "
+        "model: counts, every row's content, deletes, references, orphans, duplicates. "
+        "Exit 0 only when everything holds.",
+    )
+    verify.add_argument("--json", metavar="PATH", help="also write a JSON report here")
+    verify.add_argument(
+        "--timeout",
+        type=float,
+        default=60,
+        metavar="S",
+        help="how long to wait for the pipeline to drain (default 60)",
+    )
+    verify.add_argument(
+        "--group", help="consumer group whose lag must be zero (default EP_CONSUMER_GROUP)"
+    )
+    verify.set_defaults(func=cmd_verify)
 
 
-def _cmd_stack(args: argparse.Namespace) -> int:
+def cmd_stack(args: argparse.Namespace) -> int:
     from event_processor.settings import get_settings
     from event_processor.stack import manager
 
@@ -86,7 +109,7 @@ def _print_status(status: dict[str, Any]) -> None:
                   f"(steal {cost['host_steal_pct']:.1f} %); {shares} of a core")  # fmt: skip
 
 
-def _cmd_consume(args: argparse.Namespace) -> int:
+def cmd_consume(args: argparse.Namespace) -> int:
     import logging
 
     from event_processor.consumer.loop import ConsumerOptions, ConsumerRunner
@@ -106,7 +129,7 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     return int(runner.run())
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from event_processor.settings import get_settings
@@ -140,78 +163,3 @@ def _connecting(component: str, build: Callable[[], Any]) -> Any:
         raise StackError(
             component, f"cannot bind or connect: {exc}", "check the ports and endpoints"
         ) from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="event-processor",
-        description=(
-            "PostgreSQL -> Debezium -> Kafka -> Python -> MongoDB CDC pipeline and its "
-            "performance and integrity suite. Endpoints come from EP_* environment "
-            "variables (see README); unset ones are started locally by `stack up`."
-        ),
-    )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    stack = sub.add_parser("stack", help="start, stop or inspect the local CDC stack")
-    stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("--json", action="store_true", help="machine-readable output")
-    stack.add_argument("--purge", action="store_true", help="with down: delete all data too")
-    stack.set_defaults(func=_cmd_stack)
-
-    consume = sub.add_parser("consume", help="run the event processor (Kafka -> MongoDB)")
-    consume.add_argument("--group", help="consumer group (default EP_CONSUMER_GROUP)")
-    consume.add_argument("--consumer-id", help="name of this process in timing records")
-    consume.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
-    consume.add_argument("--idle-exit", type=float, metavar="S", help="exit after S seconds idle")
-    consume.add_argument("-v", "--verbose", action="store_true")
-    consume.set_defaults(func=_cmd_consume)
-
-    verify = sub.add_parser(
-        "verify",
-        help="prove every committed change arrived: PostgreSQL vs the MongoDB read model",
-        description="Waits for the pipeline to drain, then compares PostgreSQL with the read "
-        "model: counts, every row's content, deletes, references, orphans, duplicates. "
-        "Exit 0 only when everything holds.",
-    )
-    verify.add_argument("--json", metavar="PATH", help="also write a JSON report here")
-    verify.add_argument(
-        "--timeout",
-        type=float,
-        default=60,
-        metavar="S",
-        help="how long to wait for the pipeline to drain (default 60)",
-    )
-    verify.add_argument(
-        "--group", help="consumer group whose lag must be zero (default EP_CONSUMER_GROUP)"
-    )
-    verify.set_defaults(func=_cmd_verify)
-
-    from event_processor.perf.commands import add_subcommands as add_perf_subcommands
-
-    add_perf_subcommands(sub)  # load, demo, race, report
-    from event_processor.perf.tuning_commands import add_subcommands as add_tuning_subcommands
-
-    add_tuning_subcommands(sub)  # sweep, capacity
-    from event_processor.dashboard.attach import add_subcommand as add_dashboard_subcommand
-
-    add_dashboard_subcommand(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except EventProcessorError as exc:
-        console.print(f"[red]event-processor:[/] {exc.one_line()}", soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("event-processor: interrupted")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

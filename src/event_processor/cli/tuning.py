@@ -1,4 +1,4 @@
-"""The `sweep` and `capacity` subcommands (registered by perf.commands)."""
+"""The `sweep` and `capacity` subcommands (registered by event_processor.cli)."""
 
 from __future__ import annotations
 
@@ -88,15 +88,15 @@ def _say(err: Any) -> Any:
 def _consoles() -> tuple[Any, Any]:
     from rich.console import Console
 
-    from event_processor.perf.run_options import wide_console
+    from event_processor.cli.options import wide_console
 
     return Console(stderr=True, highlight=False), wide_console(Console(highlight=False))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from event_processor.cli.options import resolve_scenario
     from event_processor.perf.knobs import parse_knobs
     from event_processor.perf.results import default_reports_dir, write_reports
-    from event_processor.perf.run_options import resolve_scenario
     from event_processor.perf.sweep import SweepInterrupted, run_sweep
     from event_processor.settings import get_settings
 

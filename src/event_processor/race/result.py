@@ -7,7 +7,7 @@ becomes visible in either database; latency is that moment minus the row's commi
 as Debezium reports it (``source.ts_us``), the T0 of every figure in this project.
 
 This module holds the pure parts (connector config, figures, ratios, the table); the
-run itself is in ``perf.race_run``.
+run itself is in ``race.run``.
 """
 
 from __future__ import annotations

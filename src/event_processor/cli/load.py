@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from event_processor.cli.options import resolve_scenario, wide_console
 from event_processor.errors import ConfigError
 from event_processor.metrics.scenarios import ScenarioError, load_scenarios
-from event_processor.perf.run_options import resolve_scenario, wide_console
 
 
 def add_subcommands(sub: Any) -> None:
@@ -218,9 +218,9 @@ def check_race_args(args: argparse.Namespace) -> None:
 def cmd_race(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from event_processor.perf.race import race_table
-    from event_processor.perf.race_run import run_race
     from event_processor.perf.results import default_reports_dir, write_race_reports
+    from event_processor.race.result import race_table
+    from event_processor.race.run import run_race
     from event_processor.report.schema import to_json
     from event_processor.settings import get_settings
 
@@ -265,7 +265,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if doc.scenarios or doc.race is None:
         out.print(results_table(doc, title=title))
     if doc.race is not None:
-        from event_processor.perf.race import race_table
+        from event_processor.race.result import race_table
 
         out.print(race_table(doc.race))
     for line in gate_lines(doc):

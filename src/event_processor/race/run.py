@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from event_processor.errors import EventProcessorError
 from event_processor.metrics.timing import wall_us
-from event_processor.perf.race import (
+from event_processor.race.result import (
     DATABASES,
     OURS,
     SIDES,
@@ -609,7 +609,7 @@ def run_race(
     samples = {s: latency_samples_ms(ids, t0, visible[s]) for s in SIDES}
     figures: dict[str, bytes] = {}
     if plots:
-        from event_processor.perf.race import race_plots
+        from event_processor.race.result import race_plots
 
         try:
             figures = race_plots(samples)
