@@ -40,8 +40,9 @@ from event_processor.consumer.projection import (
     is_generic,
     project,
 )
-from event_processor.consumer.rekey import REKEY, SKIP, KeyShapes, key_shape, rekey_collection
+from event_processor.consumer.rekey import REKEY, KeyShapes, key_shape, rekey_collection
 from event_processor.consumer.reshape import RESHAPE, ColumnShapes, column_names, resync_collection
+from event_processor.consumer.shapes import SKIP
 from event_processor.consumer.telemetry import ConsumerTelemetry
 from event_processor.consumer.timings import TimingBatch, TimingPublisher
 from event_processor.consumer.writer import NO_MARK, Mark, MongoSink, Refused, fold

@@ -35,12 +35,12 @@ from event_processor.consumer.projection import (
     keyless_count,
     row_hash_id,
 )
-from event_processor.consumer.shapes import ShapeStore
+from event_processor.consumer.shapes import CHANGED, ShapeStore
 
 log = logging.getLogger(__name__)
 
 KeyShape = tuple[str, ...]  # the key's column names in key order; () for no key
-APPLY, SKIP, REKEY = "apply", "skip", "rekey"
+REKEY = "rekey"
 META_FIELDS = ("_id", "_ops", "_lsn")
 
 
@@ -56,16 +56,9 @@ class KeyShapes:
 
     def check(self, event: ChangeEvent) -> str:
         """APPLY, SKIP (an old-shape event from before the last key change) or REKEY."""
-        known = self.store.load(event.table)
         shape = key_shape(event)
-        if known is None:
-            self.remember(event.table, shape, event.position)
-            return APPLY
-        if shape == known.shape:
-            return APPLY
-        if event.position < known.since:
-            return SKIP
-        return REKEY
+        verdict = self.store.verdict(event.table, shape, list(shape), event.position)
+        return REKEY if verdict == CHANGED else verdict
 
     def shape_of(self, table: str) -> KeyShape:
         known = self.store.load(table)

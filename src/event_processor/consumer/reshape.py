@@ -35,12 +35,12 @@ from pymongo import ReplaceOne
 
 from event_processor.consumer.envelope import ChangeEvent
 from event_processor.consumer.projection import doc_id
-from event_processor.consumer.shapes import ShapeStore
+from event_processor.consumer.shapes import APPLY, CHANGED, ShapeStore
 
 log = logging.getLogger(__name__)
 
 COLUMNS_COLLECTION = "_ep_columns"
-APPLY, SKIP, RESHAPE = "apply", "skip", "reshape"
+RESHAPE = "reshape"
 ColumnNames = frozenset[str]
 
 
@@ -63,15 +63,8 @@ class ColumnShapes:
         names = column_names(event)
         if not names:
             return APPLY
-        known = self.store.load(event.table)
-        if known is None:
-            self.remember(event.table, names, event.position)
-            return APPLY
-        if names == known.shape:
-            return APPLY
-        if event.position < known.since:
-            return SKIP
-        return RESHAPE
+        verdict = self.store.verdict(event.table, names, sorted(names), event.position)
+        return RESHAPE if verdict == CHANGED else verdict
 
     def remember(self, table: str, names: ColumnNames, since: tuple[int, int, int]) -> None:
         self.store.remember(table, names, sorted(names), since)

@@ -10,6 +10,11 @@ from typing import Any, Generic, TypeVar
 
 S = TypeVar("S")
 
+# ShapeStore.verdict's answers.
+APPLY = "apply"
+SKIP = "skip"
+CHANGED = "changed"
+
 
 @dataclass(frozen=True, slots=True)
 class Known(Generic[S]):
@@ -54,3 +59,19 @@ class ShapeStore(Generic[S]):
             f"{self.field} write",
             lambda: self.coll.replace_one({"_id": table}, doc, upsert=True),
         )
+
+    def verdict(
+        self, table: str, shape: S, stored: list[Any], position: tuple[int, int, int]
+    ) -> str:
+        """``"apply"`` when ``shape`` is the table's known one (or the first seen, then
+        remembered from ``position`` on), ``"skip"`` for an event from before the last
+        change (an old-shape re-send), ``"changed"`` when the shape changed at it."""
+        known = self.load(table)
+        if known is None:
+            self.remember(table, shape, stored, position)
+            return APPLY
+        if shape == known.shape:
+            return APPLY
+        if position < known.since:
+            return SKIP
+        return CHANGED
