@@ -146,16 +146,15 @@ def parse_slo(text: str) -> tuple[str, float]:
     return key, parse_target(key, value.strip())
 
 
+def _comma_items(items: str | Iterable[str]) -> list[str]:
+    """The non-empty items of option strings that may each hold several, comma-separated."""
+    texts = [items] if isinstance(items, str) else list(items)
+    return [part.strip() for text in texts for part in text.split(",") if part.strip()]
+
+
 def parse_overrides(items: str | Iterable[str]) -> SloTargets:
     """SLO overrides from strings; each may hold several comma-separated NAME=VALUE."""
-    texts = [items] if isinstance(items, str) else list(items)
-    targets: SloTargets = {}
-    for text in texts:
-        for part in text.split(","):
-            if part.strip():
-                name, target = parse_slo(part.strip())
-                targets[name] = target
-    return targets
+    return dict(parse_slo(part) for part in _comma_items(items))
 
 
 def validate_targets(raw: Mapping[str, Any]) -> SloTargets:
@@ -298,14 +297,7 @@ def parse_tolerance(text: str) -> tuple[str, float]:
 
 def parse_tolerances(items: str | Iterable[str]) -> dict[str, float]:
     """Tolerances from strings; each may hold several comma-separated NAME:PERCENT."""
-    texts = [items] if isinstance(items, str) else list(items)
-    result: dict[str, float] = {}
-    for text in texts:
-        for part in text.split(","):
-            if part.strip():
-                name, pct = parse_tolerance(part.strip())
-                result[name] = pct
-    return result
+    return dict(parse_tolerance(part) for part in _comma_items(items))
 
 
 def metric_value(figures: Mapping[str, Any], name: str) -> float | None:

@@ -157,9 +157,8 @@ def _ready(url: str) -> bool:
 
 def start(settings: Settings, log_provision: Path) -> str:
     base = _dir(settings)
-    record = process.read_pid(settings.state_dir, SERVICE)
-    if process.is_ours_alive(record):
-        return f"already running (pid {record.pid if record else '?'})"
+    if running := process.already_running(settings.state_dir, SERVICE):
+        return running
     process.ensure_port_free("connect", settings.connect_port, "EP_CONNECT_PORT")
     cache = jvm.ensure_jars(settings, log_provision)
     base.mkdir(parents=True, exist_ok=True)

@@ -65,9 +65,8 @@ def _ready(uri: str) -> bool:
 
 def start(settings: Settings, log_provision: Path) -> str:
     base = settings.state_dir / "ferretdb"
-    record = process.read_pid(settings.state_dir, SERVICE)
-    if process.is_ours_alive(record):
-        return f"already running (pid {record.pid if record else '?'})"
+    if running := process.already_running(settings.state_dir, SERVICE):
+        return running
     process.ensure_port_free("ferretdb", settings.mongo_port, "EP_MONGO_PORT")
     binary = ensure_binary(settings, log_provision)
     start_store(settings)

@@ -70,9 +70,8 @@ def _ready(bootstrap: str) -> bool:
 
 def start(settings: Settings, log_provision: Path) -> str:
     base = _dir(settings)
-    record = process.read_pid(settings.state_dir, SERVICE)
-    if process.is_ours_alive(record):
-        return f"already running (pid {record.pid if record else '?'})"
+    if running := process.already_running(settings.state_dir, SERVICE):
+        return running
     process.ensure_port_free("kafka", settings.kafka_port, "EP_KAFKA_PORT")
     process.ensure_port_free("kafka", settings.kafka_controller_port, "EP_KAFKA_CONTROLLER_PORT")
     jvm.ensure_jars(settings, log_provision)

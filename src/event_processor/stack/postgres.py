@@ -82,9 +82,8 @@ def start_instance(
     extra: list[str],
 ) -> str:
     """Start (initialising on first use) a PostgreSQL cluster of ours on 127.0.0.1."""
-    record = process.read_pid(settings.state_dir, service)
-    if process.is_ours_alive(record):
-        return f"already running (pid {record.pid if record else '?'})"
+    if running := process.already_running(settings.state_dir, service):
+        return running
     process.ensure_port_free(service, port, port_env)
     ensure_installed(settings.state_dir / "provision.log")
     base = cluster_dir(settings, service)

@@ -47,6 +47,14 @@ def write_pid(state_dir: Path, service: str, record: PidRecord) -> None:
     path.write_text(json.dumps({"pid": record.pid, "marker": record.marker, "log": record.log}))
 
 
+def already_running(state_dir: Path, service: str) -> str | None:
+    """What `stack up` says of a service of ours that is already running, else None."""
+    record = read_pid(state_dir, service)
+    if record is not None and is_ours_alive(record):
+        return f"already running (pid {record.pid})"
+    return None
+
+
 def is_ours_alive(record: PidRecord | None) -> bool:
     """True when the PID is alive and still runs the command we started."""
     if record is None:
