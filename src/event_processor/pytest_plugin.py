@@ -338,10 +338,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from rich.console import Console
 
     from event_processor.perf.results import document_for, results_table
+    from event_processor.report.verdict import verdict_lines
 
+    doc = document_for(perf.outcomes)
     buf = StringIO()
-    Console(file=buf, width=160, highlight=False).print(results_table(document_for(perf.outcomes)))
+    Console(file=buf, width=160, highlight=False).print(results_table(doc))
     terminalreporter.section("event-processor scenarios")
     terminalreporter.write(buf.getvalue())
+    for line in verdict_lines(doc):
+        terminalreporter.write_line(line)
     if perf.written is not None:
         terminalreporter.write_line(f"results: {perf.written}")

@@ -131,11 +131,27 @@ def cmd_load(args: argparse.Namespace) -> int:
             out.print(line, soft_wrap=True)
         for line in outcome.verify.lines:
             out.print(line, soft_wrap=True)
+        _print_verdict(out, doc)
     for msg in outcome.failures():
         if not any(msg == g for g in gate_lines(doc)):
             err.print(f"[red]{msg}[/]", soft_wrap=True)
     err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
     return 0 if outcome.passed else 1
+
+
+def _print_verdict(out: Any, doc: Any) -> None:
+    """The first screen of the HTML page, last in the terminal (where the eye ends)."""
+    from rich.markup import escape
+
+    from event_processor.report.verdict import failed_gates, verdict_lines
+
+    failed = set(failed_gates(doc))
+    lines = verdict_lines(doc)
+    if lines:
+        out.rule("[bold red]why it failed[/]" if failed else "[bold]verdict[/]")
+    for line in lines:
+        text = escape(line)
+        out.print(f"[red]{text}[/]" if line in failed else text, soft_wrap=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -190,6 +206,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out.print(results_table(doc))
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
+    _print_verdict(out, doc)
     err.print(f"reports: {latest} and {reports_dir / html.name}", soft_wrap=True)
     if not warmed:
         err.print(f"[red]{WARM_UP_FAILED}[/]", soft_wrap=True)
@@ -270,4 +287,5 @@ def cmd_report(args: argparse.Namespace) -> int:
         out.print(race_table(doc.race))
     for line in gate_lines(doc):
         out.print(line, soft_wrap=True)
+    _print_verdict(out, doc)
     return 0

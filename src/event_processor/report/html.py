@@ -24,6 +24,7 @@ from event_processor.report.schema import (
     SloEntry,
     SweepSection,
 )
+from event_processor.report.verdict import failed_first, failed_gates, verdict_lines
 
 PASS_STYLE = "background:#d4edda;color:#155724;font-weight:bold"
 FAIL_STYLE = "background:#f8d7da;color:#721c24;font-weight:bold"
@@ -436,6 +437,20 @@ def race_fragment(
     )
 
 
+def first_screen(doc: ResultDocument) -> str:
+    """What a reader needs first: each failed gate with its size, the failed scenarios'
+    largest stage and whether their load was offered as planned (report.verdict)."""
+    lines = verdict_lines(doc)
+    if not lines:
+        return ""
+    failed = set(failed_gates(doc))
+    items = "".join(
+        f'<li style="{FAIL_STYLE if line in failed else ""}">{escape(line)}</li>' for line in lines
+    )
+    title = "Why it failed" if not doc.passed else "Verdict"
+    return f'<div id="verdict"><h2 style="margin:0.4em 0">{title}</h2><ul>{items}</ul></div>'
+
+
 def _overview(doc: ResultDocument) -> str:
     rows = [
         "<tr>"
@@ -452,7 +467,7 @@ def _overview(doc: ResultDocument) -> str:
         )
         + _verdict(r.passed)
         + "</tr>"
-        for r in doc.scenarios
+        for r in failed_first(doc)
     ]
     head = ("scenario", "events", "e2e p50", "e2e p99", "row changes/s", "dead-lettered", "result")
     return _table(head, rows, "Scenarios")
@@ -469,6 +484,7 @@ def render_standalone(
     body = [
         f'<h1>event-processor results <span style="{style};padding:0 8px">{verdict}</span></h1>',
         f"<p>Generated {escape(doc.generated_at)} at commit <code>{commit}</code>.</p>",
+        first_screen(doc),
     ]
     if doc.sweep is not None or doc.capacity is not None:
         body.append(
@@ -481,7 +497,7 @@ def render_standalone(
         body.append(capacity_section(doc.capacity))
     body += [
         _overview(doc) if doc.scenarios else "",
-        *(scenario_fragment(r, plots.get(r.name)) for r in doc.scenarios),
+        *(scenario_fragment(r, plots.get(r.name)) for r in failed_first(doc)),
         race_fragment(doc.race, plots.get("race")) if doc.race is not None else "",
         configuration_table(doc.configuration),
     ]

@@ -1,0 +1,123 @@
+"""The first screen of a report: failed gates with their size, the largest stage, validity.
+
+Inputs are real result documents written by `event-processor load --scenario stress`
+(stress right after `stack up`, which failed its latency gates; moderate, which passed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from event_processor.cli import main
+from event_processor.report.html import render_standalone
+from event_processor.report.schema import ResultDocument, SloEntry, load_json
+from event_processor.report.verdict import (
+    failed_first,
+    failed_gates,
+    gate_miss,
+    largest_stage,
+    validity_line,
+    verdict_lines,
+)
+
+pytestmark = pytest.mark.unit
+
+REPORTS = Path(__file__).parents[1] / "fixtures" / "reports"
+FAILED = REPORTS / "stress-failed-result.json"
+PASSED = REPORTS / "moderate-passed-result.json"
+
+
+def _mixed() -> ResultDocument:
+    """A page with a passing scenario first and a failing one after it."""
+    good = load_json(PASSED)
+    bad = load_json(FAILED).scenarios[0]
+    return good.model_copy(update={"scenarios": [*good.scenarios, bad]})
+
+
+def test_each_failed_gate_says_by_how_much() -> None:
+    doc = load_json(FAILED)
+    slo = doc.scenarios[0].slo
+    expected = [
+        f"stress e2e {name} {slo[name].measured:.1f} ms > {slo[name].target:g} ms "
+        f"({slo[name].measured / slo[name].target:.2g}×)"
+        if slo[name].measured / slo[name].target < 10
+        else f"stress e2e {name} {slo[name].measured:.1f} ms > {slo[name].target:g} ms "
+        f"({slo[name].measured / slo[name].target:.0f}×)"
+        for name in ("p50", "p95", "p99")
+    ]
+    assert failed_gates(doc) == expected
+    assert expected[-1] == "stress e2e p99 1299.6 ms > 200 ms (6.5×)"
+
+
+@pytest.mark.parametrize(
+    ("comparison", "measured", "target", "unit", "line"),
+    [
+        (
+            ">",
+            80.0,
+            100.0,
+            "row changes/s",
+            "s throughput 80.0 row changes/s < 100 row changes/s (0.8×)",
+        ),
+        (">=", 93.1, 100.0, "%", "s throughput 93.1 % < 100 % (0.93×)"),
+        ("<", 30.0, 30.0, "ms", "s throughput 30.0 ms = 30 ms (1×)"),
+    ],
+)
+def test_a_miss_in_either_direction(
+    comparison: str, measured: float, target: float, unit: str, line: str
+) -> None:
+    entry = SloEntry(target=target, measured=measured, passed=False, comparison=comparison,
+                     unit=unit)  # fmt: skip
+    assert gate_miss("s", "throughput", entry) == line
+
+
+def test_the_largest_stage_is_named_with_its_share_of_the_mean() -> None:
+    r = load_json(FAILED).scenarios[0]
+    name = max(r.stages_ms, key=lambda n: r.stages_ms[n].mean)
+    share = 100 * r.stages_ms[name].mean / r.e2e_ms.mean
+    line = largest_stage(r)
+    assert line is not None
+    assert line.startswith(f"stress: largest stage {name.replace('_', ' ')}, {share:.0f} % of")
+    # The stages' means add up to the end-to-end mean (the shares are of a whole).
+    total = sum(s.mean for s in r.stages_ms.values())
+    assert total == pytest.approx(r.e2e_ms.mean, rel=0.02)
+
+
+def test_validity_says_offered_rate_and_host_load() -> None:
+    r = load_json(FAILED).scenarios[0]
+    line = validity_line(r)
+    assert line == (
+        f"stress: load offered as planned (500.0/s of 500.0/s); host "
+        f"{r.validity['host_busy_pct']:.0f} % busy (saturated); "
+        f"{r.cost['cpu_s_per_1000_row_changes']:.2f} CPU ms per row change"
+    )
+
+
+def test_the_page_opens_with_why_it_failed_and_the_failed_scenario_first() -> None:
+    doc = _mixed()
+    assert [r.name for r in doc.scenarios] == ["moderate", "stress"]
+    assert [r.name for r in failed_first(doc)] == ["stress", "moderate"]
+    page = render_standalone(doc)
+    why = page.index("Why it failed")
+    first_gate = page.index("stress e2e p50 1072.0 ms &gt; 30 ms")
+    failed_section = page.index('id="scenario-stress"')
+    passed_section = page.index('id="scenario-moderate"')
+    assert why < first_gate < failed_section < passed_section
+    for line in verdict_lines(doc):
+        assert line.replace(">", "&gt;") in page
+
+
+def test_a_passing_page_has_no_failure_block() -> None:
+    page = render_standalone(load_json(PASSED))
+    assert "Why it failed" not in page
+    assert "load offered as planned" in page
+
+
+def test_report_command_ends_with_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--json", str(FAILED)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].startswith("stress: load offered as planned")
+    assert "stress e2e p99 1299.6 ms > 200 ms (6.5×)" in out
+    assert out.index("why it failed") < out.index("stress e2e p99 1299.6 ms > 200 ms")
