@@ -121,3 +121,30 @@ def test_report_command_ends_with_the_verdict(capsys: pytest.CaptureFixture[str]
     assert out.rstrip().splitlines()[-1].startswith("stress: load offered as planned")
     assert "stress e2e p99 1299.6 ms > 200 ms (6.5×)" in out
     assert out.index("why it failed") < out.index("stress e2e p99 1299.6 ms > 200 ms")
+
+
+def test_headline_says_planned_offered_and_achieved_rates_and_the_host() -> None:
+    doc = load_json(FAILED)
+    r = doc.scenarios[0]
+    page = render_standalone(doc)
+    v = r.validity or {}
+    assert f"planned at {r.rate:g}/s, offered at {v['offered_rate']:g}/s" in page
+    assert (
+        f"applied {r.business_events_per_s:.1f} business events/s = "
+        f"{r.throughput_eps:.1f} row changes/s over {r.duration_s:.1f} s"
+    ) in page
+
+
+def test_configuration_records_the_machine_and_the_command() -> None:
+    import sys
+
+    from event_processor.report.html import configuration_table
+    from event_processor.report.schema import base_configuration
+
+    config = base_configuration()
+    assert config.memory_gib and config.memory_gib > 0
+    assert config.command.split()[0] == Path(sys.argv[0]).name
+    table = configuration_table(config)
+    assert f"{config.host_cpus} CPUs" in table
+    if config.cpu_model:
+        assert config.cpu_model in table

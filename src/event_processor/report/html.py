@@ -307,8 +307,12 @@ def _images(plots: Mapping[str, bytes]) -> str:
 
 def configuration_table(config: Configuration) -> str:
     """Versions, knobs and host facts: what produced the figures."""
-    rows = [_row(["host CPUs", str(config.host_cpus)]), _row(["python", escape(config.python)])]
-    rows.append(_row(["platform", escape(config.platform)]))
+    rows = [
+        _row(["command", f"<code>{escape(config.command)}</code>" if config.command else "-"]),
+        _row(["host", escape(host_text(config))]),
+        _row(["python", escape(config.python)]),
+        _row(["platform", escape(config.platform)]),
+    ]
     rows += [_row([f"version: {escape(k)}", escape(v)]) for k, v in config.versions.items()]
     rows += [_row([f"knob: {escape(k)}", escape(str(v))]) for k, v in config.knobs.items()]
     rows += [_row([f"endpoint: {escape(k)}", escape(v)]) for k, v in config.endpoints.items()]
@@ -317,12 +321,34 @@ def configuration_table(config: Configuration) -> str:
     return _table(("setting", "value"), rows, "Configuration")
 
 
+def host_text(config: Configuration) -> str:
+    """ "2 CPUs (AMD EPYC), 23.5 GiB": what a figure came from."""
+    text = f"{config.host_cpus or '?'} CPUs"
+    if config.cpu_model:
+        text += f" ({config.cpu_model})"
+    if config.memory_gib:
+        text += f", {config.memory_gib:g} GiB"
+    return text
+
+
 def _headline(r: ScenarioResult) -> str:
     style = PASS_STYLE if r.passed else FAIL_STYLE
     verdict = "PASSED" if r.passed else "FAILED"
-    facts = [f"{r.events} events"]
+    facts = [f"{r.events} business events"]
     if r.rate is not None:
-        facts.append(f"offered at {r.rate:g}/s")
+        offered = (r.validity or {}).get("offered_rate")
+        if offered is not None:
+            facts.append(f"planned at {r.rate:g}/s, offered at {offered:g}/s")
+        else:
+            facts.append(f"planned at {r.rate:g}/s")
+    business = (
+        ""
+        if r.business_events_per_s is None
+        else (f"{r.business_events_per_s:.1f} business events/s = ")
+    )
+    facts.append(
+        f"applied {business}{r.throughput_eps:.1f} row changes/s over {r.duration_s:.1f} s"
+    )
     if r.seed is not None:
         facts.append(f"seed {r.seed}")
     if r.warmup_events:

@@ -116,8 +116,11 @@ class Configuration(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     knobs: dict[str, str | int | float | bool] = Field(default_factory=dict)
     host_cpus: int | None = None
+    cpu_model: str = ""  # /proc/cpuinfo's model name: cores differ by up to 2x
+    memory_gib: float | None = None
     python: str = ""
     platform: str = ""
+    command: str = ""  # the command line that produced the run
     endpoints: dict[str, str] = Field(default_factory=dict)  # never with credentials
 
 
@@ -319,16 +322,35 @@ def base_configuration(
     **extra: Any,
 ) -> Configuration:
     """Host facts (CPUs, Python, platform) plus the caller's versions and knobs."""
+    import shlex
+    import sys
+
+    import psutil
+
     from event_processor import __version__
 
     return Configuration(
         versions={"event_processor": __version__, **(versions or {})},
         knobs=dict(knobs or {}),
         host_cpus=os.cpu_count(),
+        cpu_model=cpu_model(),
+        memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
         python=platform.python_version(),
         platform=f"{platform.system()} {platform.release()} {platform.machine()}",
+        command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         **extra,
     )
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 _SETTINGS_VERSIONS = ("kafka_version", "debezium_version", "ferretdb_version")
