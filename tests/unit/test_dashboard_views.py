@@ -11,6 +11,7 @@ from rich.console import Console, RenderableType
 
 from event_processor.dashboard.views import (
     BLOCKS,
+    breach_words,
     breakdown_view,
     compact_line,
     counters_view,
@@ -174,6 +175,11 @@ def test_slo_breaches_names_the_exceeded_targets() -> None:
     snapshot = run_snapshot(slo_targets={"p50": 100, "p99": 60, "capture.max": 1})
 
     assert slo_breaches(snapshot) == ("end_to_end.p99", "capture.max")
+    e2e, capture = snapshot.stage("end_to_end"), snapshot.stage("capture")
+    assert breach_words(snapshot) == (
+        f"e2e p99 {format_ms(e2e.p99_ms)} ms > 60 ms",
+        f"capture max {format_ms(capture.max_ms)} ms > 1 ms",
+    )
 
 
 def test_formatting() -> None:
@@ -200,7 +206,8 @@ def test_header_shows_scenario_progress_and_slo_status() -> None:
 def test_header_reports_breached_slos() -> None:
     text = render(header_view(run_snapshot(slo_targets={"p99": 10})))
 
-    assert "SLO breached: end_to_end.p99" in text
+    p99 = run_snapshot().stage("end_to_end").p99_ms
+    assert f"SLO breached: e2e p99 {format_ms(p99)} ms > 10 ms" in text
 
 
 def test_header_without_target() -> None:
@@ -335,7 +342,8 @@ def test_compact_line_reports_breaches_and_broken_records() -> None:
     line = compact_line(snapshot)
 
     assert "| broken 2 |" in line
-    assert line.endswith("SLO breached: end_to_end.p99")
+    p99 = snapshot.stage("end_to_end").p99_ms
+    assert line.endswith(f"SLO breached: e2e p99 {format_ms(p99)} ms > 10 ms")
 
 
 def test_compact_line_before_any_event() -> None:

@@ -112,6 +112,22 @@ def slo_breaches(snapshot: MetricsSnapshot) -> tuple[str, ...]:
     return tuple(breached)
 
 
+# Short stage names for a breached-SLO line ("e2e p50 178 ms > 30 ms").
+BREACH_NAMES = {"end_to_end": "e2e", "consumer_lag": "consumer lag"}
+
+
+def breach_words(snapshot: MetricsSnapshot) -> tuple[str, ...]:
+    """Each breached target in words: "e2e p50 178.0 ms > 30 ms"."""
+    words = []
+    targets = dict(snapshot.slo_targets)
+    for name in slo_breaches(snapshot):
+        stage, stat = name.split(".")
+        value = snapshot.stage(stage).value(stat)
+        label = BREACH_NAMES.get(stage, stage.replace("_", " "))
+        words.append(f"{label} {stat} {format_ms(value)} ms > {targets[name]:g} ms")
+    return tuple(words)
+
+
 def format_ms(value: float) -> str:
     if value < 10:
         return f"{value:.2f}"
@@ -244,10 +260,10 @@ def _load_status(snapshot: MetricsSnapshot) -> Text:
 def _slo_status(snapshot: MetricsSnapshot) -> Text:
     if not snapshot.slo_targets:
         return Text("SLO: none set", style="dim")
-    breached = slo_breaches(snapshot)
+    breached = breach_words(snapshot)
     if breached:
-        text = f"SLO breached: {', '.join(breached)}"
-        return Text(text, style="bold red", no_wrap=True, overflow="ellipsis")
+        # Wrapped, never cut: the size of each miss is the point of the line.
+        return Text(f"SLO breached: {'; '.join(breached)}", style="bold red", overflow="fold")
     return Text(f"SLO: {len(snapshot.slo_targets)} met", style="green")
 
 
@@ -430,7 +446,7 @@ def compact_line(snapshot: MetricsSnapshot) -> str:
     ]
     if snapshot.broken:
         parts.append(f"broken {snapshot.broken}")
-    breached = slo_breaches(snapshot)
+    breached = breach_words(snapshot)
     if breached:
-        parts.append(f"SLO breached: {', '.join(breached)}")
+        parts.append(f"SLO breached: {'; '.join(breached)}")
     return " | ".join(parts)
