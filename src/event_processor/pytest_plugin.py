@@ -35,9 +35,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--baseline",
-        metavar="PATH",
+        metavar="PATH|previous|REF",
         default=None,
-        help="compare with an earlier reports/latest.json and fail on regressions",
+        help="compare with an earlier result (a result JSON, previous = the newest stored "
+        "run, or a git ref: its newest stored run) and fail on regressions",
     )
     group.addoption(
         "--baseline-tolerance",
@@ -142,13 +143,16 @@ class PerfSession:
         from event_processor.metrics.scenarios import load_scenarios
         from event_processor.metrics.slo import parse_overrides
         from event_processor.perf.results import baseline_entries, tolerances
+        from event_processor.report.history import resolve_baseline
 
         self.reports_dir = Path(config.getoption("--ep-reports"))
         # Each a one-line EventProcessorError on bad input: a typo never passes silently.
         self.overrides = parse_overrides(config.getoption("--slo"))
         self.tolerances = tolerances(config.getoption("--baseline-tolerance"))
         baseline = config.getoption("--baseline")
-        self.baseline = baseline_entries(Path(baseline)) if baseline else None
+        # A path, "previous" (the newest stored run) or a git ref (its newest stored run).
+        self.baseline_path = resolve_baseline(baseline, self.reports_dir) if baseline else None
+        self.baseline = baseline_entries(self.baseline_path) if self.baseline_path else None
         self.scenarios = load_scenarios()
         wanted: list[str] = config.getoption("--ep-scenario")
         unknown = [n for n in wanted if n not in self.scenarios]

@@ -31,8 +31,10 @@ def add_subcommands(sub: Any) -> None:
                       help="delivery timeout after the last send (custom run: 60)")  # fmt: skip
     load.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
                       help="override an SLO, e.g. --slo p99=150ms (repeatable)")  # fmt: skip
-    load.add_argument("--baseline", type=Path, metavar="PATH",
-                      help="compare with an earlier result; fail on regressions")  # fmt: skip
+    load.add_argument("--baseline", metavar="PATH|previous|REF",
+                      help="compare with an earlier result (a result JSON, previous = the newest "
+                           "stored run, or a git ref: its newest stored run); fail on "
+                           "regressions")  # fmt: skip
     load.add_argument("--baseline-tolerance", action="append", default=[],
                       metavar="METRIC:PCT",
                       help="allowed regression, e.g. p95:15%% (default p50,p95,p99)")  # fmt: skip
@@ -86,6 +88,11 @@ def add_subcommands(sub: Any) -> None:
     report = sub.add_parser("report", help="print the results table of the latest run")
     report.add_argument("--json", type=Path, metavar="PATH", dest="path",
                         help="result document to show (default reports/latest.json)")  # fmt: skip
+    report.add_argument("--history", action="store_true",
+                        help="every stored run per scenario, with its change against the run "
+                             "before (also reports/index.html)")  # fmt: skip
+    report.add_argument("--reports", type=Path, metavar="DIR",
+                        help="where the runs are stored (default reports/)")  # fmt: skip
     report.set_defaults(func=cmd_report)
 
 
@@ -102,6 +109,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         tolerances,
         write_reports,
     )
+    from event_processor.report.history import resolve_baseline
     from event_processor.report.schema import to_json
     from event_processor.settings import get_settings
 
@@ -109,9 +117,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     out = wide_console(Console(highlight=False))
     scenario = resolve_scenario(args)
     tols = tolerances(args.baseline_tolerance) if args.baseline else {}
-    baseline = baseline_entries(args.baseline).get(scenario.name) if args.baseline else None
-    if args.baseline and baseline is None:
-        err.print(f"baseline {args.baseline} has no scenario {scenario.name!r}: not compared")
+    reports_dir = args.reports or default_reports_dir()
+    baseline_path = resolve_baseline(args.baseline, reports_dir) if args.baseline else None
+    baseline = baseline_entries(baseline_path).get(scenario.name) if baseline_path else None
+    if baseline_path:
+        if baseline is None:
+            err.print(f"baseline {baseline_path} has no scenario {scenario.name!r}: not compared")
+        else:
+            err.print(f"baseline: {baseline_path}", soft_wrap=True)
     settings = get_settings()
     view = RunView(
         dashboard=not args.no_dashboard,
@@ -120,7 +133,6 @@ def cmd_load(args: argparse.Namespace) -> int:
         say=lambda msg: err.print(f"[dim]{msg}[/]"),
     )
     outcome = run_scenario(settings, scenario, view=view, baseline=baseline, tolerances=tols)
-    reports_dir = args.reports or default_reports_dir()
     latest, stamped, html = write_reports([outcome], reports_dir)
     doc = document_for([outcome])
     if args.json:
@@ -137,6 +149,42 @@ def cmd_load(args: argparse.Namespace) -> int:
             err.print(f"[red]{msg}[/]", soft_wrap=True)
     err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
     return 0 if outcome.passed else 1
+
+
+def _print_history(out: Any, reports_dir: Path) -> int:
+    """One table per scenario: every stored run, newest first, with its change against
+    the run before; writes the trend page too."""
+    from rich.table import Table
+
+    from event_processor.report.history import delta_pct, history, write_trend_page
+
+    runs = history(reports_dir)
+    if not runs:
+        raise ConfigError("report", f"no stored result in {reports_dir}",
+                          "run `event-processor load` or `pytest -m stress` first")  # fmt: skip
+
+    def delta(now: float, before: float | None) -> str:
+        pct = None if before is None else delta_pct(now, before)
+        return "-" if pct is None else f"{pct:+.0f} %"
+
+    for name, rows in sorted(runs.items()):
+        table = Table(title=f"{name}: {len(rows)} runs, newest first")
+        for col in ("time (UTC)", "commit", "p50 ms", "Δ p50", "p99 ms", "Δ p99",
+                    "row changes/s", "Δ rate", "result"):  # fmt: skip
+            table.add_column(col, justify="left" if col in ("time (UTC)", "commit") else "right")
+        for i in range(len(rows) - 1, -1, -1):
+            r, prev = rows[i], rows[i - 1] if i else None
+            table.add_row(
+                r.generated_at, (r.commit or "?")[:10],
+                f"{r.p50_ms:.1f}", delta(r.p50_ms, prev.p50_ms if prev else None),
+                f"{r.p99_ms:.1f}", delta(r.p99_ms, prev.p99_ms if prev else None),
+                f"{r.row_changes_per_s:.1f}",
+                delta(r.row_changes_per_s, prev.row_changes_per_s if prev else None),
+                "[green]PASSED[/]" if r.passed else "[red]FAILED[/]",
+            )  # fmt: skip
+        out.print(table)
+    out.print(f"trend page: {write_trend_page(reports_dir)}", soft_wrap=True)
+    return 0
 
 
 def _print_verdict(out: Any, doc: Any) -> None:
@@ -273,10 +321,18 @@ def cmd_race(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from event_processor.perf.results import gate_lines, latest_path, read_document, results_table
+    from event_processor.perf.results import (
+        default_reports_dir,
+        gate_lines,
+        latest_path,
+        read_document,
+        results_table,
+    )
 
     out = wide_console(Console(highlight=False))
-    path: Path = args.path or latest_path()
+    if args.history:
+        return _print_history(out, args.reports or default_reports_dir())
+    path: Path = args.path or latest_path(args.reports)
     doc = read_document(path)
     title = f"{path.name} ({doc.generated_at}, commit {(doc.commit or 'unknown')[:12]})"
     if doc.scenarios or doc.race is None:

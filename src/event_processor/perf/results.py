@@ -10,6 +10,7 @@ from rich.table import Table
 
 from event_processor.errors import ConfigError
 from event_processor.metrics.slo import parse_tolerances
+from event_processor.report.history import write_trend_page
 from event_processor.report.schema import (
     LATEST_NAME,
     CapacitySection,
@@ -88,6 +89,7 @@ def write_reports(
     page = render_standalone(doc, {o.scenario.name: o.plots for o in outcomes})
     html.write_text(page, encoding="utf-8")
     (reports_dir / "latest.html").write_text(page, encoding="utf-8")
+    write_trend_page(reports_dir)
     return latest, stamped, html
 
 
@@ -106,6 +108,7 @@ def write_race_reports(
     page = render_standalone(doc, {"race": outcome.plots})
     html.write_text(page, encoding="utf-8")
     (reports_dir / "latest.html").write_text(page, encoding="utf-8")
+    write_trend_page(reports_dir)
     return latest, stamped, html, doc
 
 

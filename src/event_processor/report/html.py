@@ -309,7 +309,7 @@ def configuration_table(config: Configuration) -> str:
     """Versions, knobs and host facts: what produced the figures."""
     rows = [
         _row(["command", f"<code>{escape(config.command)}</code>" if config.command else "-"]),
-        _row(["host", escape(host_text(config))]),
+        _row(["host", escape(config.machine())]),
         _row(["python", escape(config.python)]),
         _row(["platform", escape(config.platform)]),
     ]
@@ -319,16 +319,6 @@ def configuration_table(config: Configuration) -> str:
     extra: dict[str, Any] = config.model_extra or {}
     rows += [_row([escape(k), escape(str(v))]) for k, v in extra.items()]
     return _table(("setting", "value"), rows, "Configuration")
-
-
-def host_text(config: Configuration) -> str:
-    """ "2 CPUs (AMD EPYC), 23.5 GiB": what a figure came from."""
-    text = f"{config.host_cpus or '?'} CPUs"
-    if config.cpu_model:
-        text += f" ({config.cpu_model})"
-    if config.memory_gib:
-        text += f", {config.memory_gib:g} GiB"
-    return text
 
 
 def _headline(r: ScenarioResult) -> str:

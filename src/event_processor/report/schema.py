@@ -123,6 +123,15 @@ class Configuration(BaseModel):
     command: str = ""  # the command line that produced the run
     endpoints: dict[str, str] = Field(default_factory=dict)  # never with credentials
 
+    def machine(self) -> str:
+        """ "2 CPUs (AMD EPYC), 23.5 GiB": what a figure came from."""
+        text = f"{self.host_cpus or '?'} CPUs"
+        if self.cpu_model:
+            text += f" ({self.cpu_model})"
+        if self.memory_gib:
+            text += f", {self.memory_gib:g} GiB"
+        return text
+
 
 class SweepPoint(BaseModel):
     """One run of a sweep: the setting it ran with and what it measured."""
