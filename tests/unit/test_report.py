@@ -22,6 +22,7 @@ from event_processor.report.plots import (
     png_data_uri,
     scenario_plots,
     stage_breakdown,
+    stage_shares,
 )
 from event_processor.report.schema import (
     ResultDocument,
@@ -181,7 +182,19 @@ def test_plots_return_png_bytes() -> None:
     assert_png(latency_vs_rate([(100, 5, 9, 99), (50, 4, 8, 50), (1000, 40, 400, 700)]))
 
 
+def _png_width(png: bytes) -> int:
+    return int.from_bytes(png[16:20], "big")  # IHDR's width field
+
+
+def test_plots_are_drawn_at_twice_the_shown_width() -> None:
+    # The page shows figures at most 700 px wide: 1,400 px stays sharp on 2x screens.
+    samples = np.random.default_rng(4).lognormal(2.5, 0.5, 500)
+    assert _png_width(latency_histogram(samples)) == 1400
+    assert _png_width(stage_shares({"capture": {"mean": 1.0}, "kafka": {"mean": 3.0}})) == 1400
+
+
 def test_plots_survive_empty_input() -> None:
+    assert_png(stage_shares({}))
     assert_png(latency_histogram([]))
     assert_png(percentile_curve({"end-to-end": []}))
     assert_png(stage_breakdown({}))
@@ -191,7 +204,12 @@ def test_plots_survive_empty_input() -> None:
 
 def test_scenario_plots() -> None:
     plots = scenario_plots(run(), SLOS, "stress")
-    assert len(plots) == 3
+    assert list(plots) == [
+        "End-to-end latency histogram",
+        "Latency by percentile",
+        "Latency by stage",
+        "Where the time goes",
+    ]
     for png in plots.values():
         assert_png(png)
 
