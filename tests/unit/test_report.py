@@ -256,7 +256,7 @@ def test_standalone_page() -> None:
     assert "Scenario moderate" in page and "Scenario stress" in page
     assert "0123abcd" in page
     assert "poll.interval.ms" in page and "4.3.0" in page
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
 
 
 def test_dead_lettered_count_is_in_the_json_and_the_html() -> None:
