@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from event_processor.metrics.percentiles import rank, ranks
 from event_processor.metrics.stats import STAGE_NAMES, RunStats
@@ -85,6 +85,8 @@ def latency_histogram(
     ax = fig.add_subplot()
     ax.hist(values, bins=edges.tolist(), color="tab:blue", alpha=0.8)
     ax.set_xscale("log")
+    top = max([hi, *(t for t in (slos or {}).values())])
+    _plain_log_ticks(ax.xaxis, lo, top * 1.05)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("events")
     ax.set_title(title)
@@ -98,6 +100,18 @@ def latency_histogram(
                    label=f"measured {name} {value:.1f} ms")  # fmt: skip
     _legend_outside(ax)
     return _png(fig)
+
+
+def _plain_log_ticks(axis: object, lo: float, hi: float) -> None:
+    """Ticks at 1-2-5 steps labelled as plain numbers ("20", "50", "100"): matplotlib's
+    "3x10^1" labels overlapped each other on a log axis of one or two decades."""
+    steps = [m * 10.0**e for e in range(-3, 7) for m in (1, 2, 5)]
+    ticks = [t for t in steps if lo <= t <= hi] or [lo, hi]
+    if len(ticks) > 8:  # many decades: the decades alone
+        ticks = [t for t in ticks if math.log10(t).is_integer()] or ticks[::3]
+    axis.set_major_locator(FixedLocator(ticks))  # type: ignore[attr-defined]
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # type: ignore[attr-defined]
+    axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
 
 
 def _legend_outside(ax: Axes) -> None:
@@ -159,6 +173,8 @@ def percentile_curve(
     # Log: stages of a few ms and an end-to-end tail of seconds on one readable axis.
     if all(float(np.min(v)) > 0 for v in arrays.values()):
         ax.set_yscale("log")
+        low, high = ax.get_ylim()
+        _plain_log_ticks(ax.yaxis, low, high)
         ax.set_ylabel("latency (ms, log scale)")
     else:
         ax.set_ylabel("latency (ms)")
