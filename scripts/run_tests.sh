@@ -18,6 +18,8 @@ $EP stack up || { echo "run_tests: the stack did not come up (see above)" >&2; e
 $PYTEST -m unit -n auto -q --junitxml=reports/junit-unit.xml "$@"
 unit_rc=$?
 
+scripts/ensure_browser.sh || echo "run_tests: no browser: the report's browser test will fail" >&2
+
 $PYTEST -m "not unit" -v --junitxml=reports/junit.xml \
   --html=reports/report.html --self-contained-html "$@"
 stack_rc=$?

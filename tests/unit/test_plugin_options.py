@@ -112,7 +112,9 @@ def test_baseline_and_tolerance_reach_the_session(pytester: pytest.Pytester) -> 
 def test_a_missing_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = _probe(pytester, "--baseline", "nowhere/latest.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*nowhere/latest.json* is neither a file, *previous*, nor a git ref*"])
+    result.stderr.fnmatch_lines(
+        ["*nowhere/latest.json* is neither a file, *previous*, nor a git ref*"]
+    )
 
 
 def test_a_file_that_is_no_result_is_a_usage_error(pytester: pytest.Pytester) -> None:
