@@ -11,6 +11,7 @@ from rich.console import Console, RenderableType
 
 from event_processor.dashboard.views import (
     BLOCKS,
+    Sparkline,
     breach_words,
     breakdown_view,
     compact_line,
@@ -232,7 +233,23 @@ def test_p99_panel_shows_the_latest_second_and_target() -> None:
 
     assert "now 64.0 ms" in text  # rank ceil(0.99 × 64) = 64 of 1..64 ms, as the report
     assert "SLO 200 ms" in text
-    assert "█" in text
+    # Scaled to hold the SLO (200 ms × 1.1), which sits at the seventh block.
+    assert "▁ 0 … █ 220 ms; SLO 200 ms = ▇, red at or above it" in text
+
+
+def test_sparkline_points_on_the_wrong_side_of_the_slo_are_red() -> None:
+    def red_blocks(line: Sparkline) -> list[str]:
+        console = Console(file=io.StringIO(), width=20)
+        [text] = list(line.__rich_console__(console, console.options))
+        return [
+            text.plain[span.start : span.end] for span in text.spans if span.style == "bold red"
+        ]
+
+    ceiling = Sparkline([10.0, 250.0, None, 300.0], style="magenta", target=200.0)
+    assert ceiling.top() == 300.0
+    assert red_blocks(ceiling) == ["▇", "█"]  # 250 and 300 ms; 10 ms and the gap are not
+    floor = Sparkline([50.0, 150.0, 90.0], style="cyan", target=100.0, bad_below=True)
+    assert red_blocks(floor) == ["▃", "▅"]  # 50 and 90 rows/s under a 100 rows/s target
 
 
 def test_latency_table_lists_every_stage_with_percentiles() -> None:

@@ -148,3 +148,21 @@ def test_configuration_records_the_machine_and_the_command() -> None:
     assert f"{config.host_cpus} CPUs" in table
     if config.cpu_model:
         assert config.cpu_model in table
+
+
+def test_with_a_baseline_the_stage_that_grew_most_is_named() -> None:
+    from event_processor.report.verdict import stage_growth, stage_p50_pairs
+
+    runs = sorted((load_json(p) for p in (REPORTS / "history").glob("result-*.json")),
+                  key=lambda d: d.generated_at)  # fmt: skip
+    before, now = runs[0].scenarios[0], runs[1].scenarios[0]
+    pairs = stage_p50_pairs(now.model_dump()["stages_ms"], before.model_dump())
+    assert pairs == {n: [now.stages_ms[n].p50, before.stages_ms[n].p50] for n in now.stages_ms}
+    grown = max(pairs, key=lambda n: pairs[n][0] - pairs[n][1])
+    r = now.model_copy(update={"stage_p50_vs_baseline_ms": pairs})
+    line = stage_growth(r)
+    assert line is not None
+    assert line.startswith(
+        f"extreme: stage grown most against the baseline: {grown.replace('_', ' ')} p50"
+    )
+    assert stage_p50_pairs(now.model_dump()["stages_ms"], None) is None

@@ -51,8 +51,11 @@ NO_VALUE = "–"
 # ---------------------------------------------------------------------------
 
 
-def sparkline(values: Sequence[float | None], width: int | None = None) -> str:
-    """Block-character sparkline of the newest ``width`` values, scaled from 0 to max.
+def sparkline(
+    values: Sequence[float | None], width: int | None = None, top: float | None = None
+) -> str:
+    """Block-character sparkline of the newest ``width`` values, scaled from 0 to
+    ``top`` (default: their max; a fixed top keeps an SLO at one height).
 
     ``None`` (no data that second) is a blank, so gaps stay visible.
     """
@@ -60,7 +63,8 @@ def sparkline(values: Sequence[float | None], width: int | None = None) -> str:
         if width <= 0:
             return ""
         values = values[-width:]
-    top = max((v for v in values if v is not None), default=0.0)
+    if top is None:
+        top = max((v for v in values if v is not None), default=0.0)
     last = len(BLOCKS) - 1
 
     def block(value: float | None) -> str:
@@ -68,7 +72,7 @@ def sparkline(values: Sequence[float | None], width: int | None = None) -> str:
             return " "
         if top <= 0:
             return BLOCKS[0]
-        return BLOCKS[round(max(value, 0.0) / top * last)]
+        return BLOCKS[round(min(max(value, 0.0) / top, 1.0) * last)]
 
     return "".join(block(v) for v in values)
 
@@ -152,14 +156,38 @@ def latency_cell(snapshot: MetricsSnapshot, stats: LatencyStats, stat: str) -> T
 
 
 class Sparkline:
-    """A sparkline that shows as many of the newest points as its width allows."""
+    """A sparkline that shows as many of the newest points as its width allows; with an
+    SLO ``target`` it is scaled to hold the target and each point on the wrong side of
+    it is red (``bad_below``: a floor, like a throughput target)."""
 
-    def __init__(self, values: Sequence[float | None], style: str = "") -> None:
+    def __init__(
+        self,
+        values: Sequence[float | None],
+        style: str = "",
+        target: float | None = None,
+        bad_below: bool = False,
+    ) -> None:
         self.values = values
         self.style = style
+        self.target = target
+        self.bad_below = bad_below
+
+    def top(self) -> float:
+        top = max((v for v in self.values if v is not None), default=0.0)
+        return max(top, self.target * 1.1) if self.target is not None else top
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Text(sparkline(self.values, options.max_width), style=self.style, no_wrap=True)
+        shown = self.values[-options.max_width :] if options.max_width > 0 else []
+        blocks = sparkline(shown, top=self.top())
+        text = Text(no_wrap=True)
+        for value, block in zip(shown, blocks, strict=True):
+            bad = (
+                self.target is not None
+                and value is not None
+                and (value < self.target if self.bad_below else value >= self.target)
+            )
+            text.append(block, style="bold red" if bad else self.style)
+        yield text
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(1, max(1, len(self.values)))
@@ -282,10 +310,20 @@ def throughput_view(snapshot: MetricsSnapshot) -> Panel:
         ("  SLO ", "dim") if target is not None else "",
         f"> {target:g}" if target is not None else "",
     )
-    body = Group(summary, Sparkline(series, style="cyan"))
+    line = Sparkline(series, style="cyan", target=target, bad_below=True)
+    body = Group(summary, line, _scale(line.top(), "rows/s", target, "below"))
     return Panel(
         body, title=f"Throughput, row changes applied/s (last {len(series)} s)", title_align="left"
     )
+
+
+def _scale(top: float, unit: str, target: float | None, bad: str) -> Text:
+    """The sparkline's scale in words: what a full block is, where the SLO sits."""
+    words = f"{BLOCKS[0]} 0 … {BLOCKS[-1]} {top:,.0f} {unit}"
+    if target is not None and top > 0:
+        level = BLOCKS[round(min(target / top, 1.0) * (len(BLOCKS) - 1))]
+        words += f"; SLO {target:g} {unit} = {level}, red {bad} it"
+    return Text(words, style="dim", no_wrap=True, overflow="ellipsis")
 
 
 def p99_view(snapshot: MetricsSnapshot) -> Panel:
@@ -300,7 +338,8 @@ def p99_view(snapshot: MetricsSnapshot) -> Panel:
         ("  SLO ", "dim"),
         (f"{target:g} ms" if target is not None else NO_VALUE, ""),
     )
-    body = Group(summary, Sparkline(series, style=style or "magenta"))
+    line = Sparkline(series, style="magenta", target=target)
+    body = Group(summary, line, _scale(line.top(), "ms", target, "at or above"))
     return Panel(body, title="End-to-end p99 per second", title_align="left")
 
 

@@ -51,6 +51,7 @@ from event_processor.report.schema import (
     configuration_from_settings,
     scenario_result,
 )
+from event_processor.report.verdict import integrity_breakdown, stage_p50_pairs
 from event_processor.settings import Settings
 from event_processor.testing import (
     ConsumerProcess,
@@ -747,6 +748,9 @@ def measure(
     )
     result.harness_cost = cost
     result.cost = run_cost.to_json(stats.committed or stats.applied)
+    if not verify.ok:
+        result.integrity_breakdown = integrity_breakdown(verify.data)
+    result.stage_p50_vs_baseline_ms = stage_p50_pairs(result.model_dump()["stages_ms"], baseline)
     validity = judge(
         scenario.rate,
         [x.sent_us for x in sends],

@@ -368,6 +368,8 @@ def scenario_fragment(
         _headline(r),
         _table(("figure", "measured", "SLO", "result"), _figures_rows(r), "Figures vs SLOs"),
     ]
+    if r.integrity_breakdown:
+        parts.append(integrity_section(r.integrity_breakdown))
     if r.baseline:
         parts.append(_table(("check", "result"), _baseline_rows(r), "Against the baseline"))
     stages = {name.replace("_", " "): s for name, s in r.stages_ms.items()}
@@ -387,6 +389,26 @@ def scenario_fragment(
     if configuration is not None:
         parts.append(configuration_table(configuration))
     parts.append("</div>")
+    return "".join(parts)
+
+
+def integrity_section(breakdown: Mapping[str, Any]) -> str:
+    """What the verifier found: per table missing / extra / mismatched, first examples."""
+    keys = ("table", "collection", "postgres_rows", "mongo_rows", "missing", "extra", "mismatched")
+    head = ("table", "collection", "PostgreSQL rows", "in MongoDB", "missing", "extra",
+            "mismatched")  # fmt: skip
+    rows = [_row([escape(str(t.get(k, ""))) for k in keys]) for t in breakdown.get("tables", [])]
+    drained = breakdown.get("drained", True)
+    why = "" if drained else f" (the pipeline did not drain: {breakdown.get('drain_detail', '')})"
+    parts = [
+        f'<p style="{FAIL_STYLE}">{escape("The integrity verifier found differences" + why)}.</p>'
+    ]
+    if rows:
+        parts.append(_table(head, rows, "What the verifier found"))
+    examples = breakdown.get("examples") or []
+    if examples:
+        items = "".join(f"<li><code>{escape(e)}</code></li>" for e in examples)
+        parts.append(f"<p>First findings:</p><ul>{items}</ul>")
     return "".join(parts)
 
 

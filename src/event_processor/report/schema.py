@@ -105,6 +105,10 @@ class ScenarioResult(BaseModel):
     cost: dict[str, Any] | None = None
     # Was the load offered as planned, was the host saturated (metrics.validity).
     validity: dict[str, Any] | None = None
+    # What the verifier found when integrity failed (report.verdict.integrity_breakdown).
+    integrity_breakdown: dict[str, Any] | None = None
+    # Per stage, [p50 now, p50 in the baseline] (ms), when a baseline was given.
+    stage_p50_vs_baseline_ms: dict[str, list[float]] | None = None
     passed: bool
 
 

@@ -8,6 +8,9 @@ each says whether its load was offered as planned and how busy the host was.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from event_processor.metrics.slo import format_value
 from event_processor.report.schema import ResultDocument, ScenarioResult, SloEntry
 
@@ -73,6 +76,74 @@ def largest_stage(r: ScenarioResult) -> str | None:
     )
 
 
+def stage_growth(r: ScenarioResult) -> str | None:
+    """With a baseline: the stage whose p50 grew the most (in ms) against it."""
+    pairs = r.stage_p50_vs_baseline_ms or {}
+    if not pairs:
+        return None
+    name, (now, before) = max(pairs.items(), key=lambda kv: kv[1][0] - kv[1][1])
+    return (
+        f"{r.name}: stage grown most against the baseline: {name.replace('_', ' ')} p50 "
+        f"{before:.1f} -> {now:.1f} ms ({now - before:+.1f} ms)"
+    )
+
+
+def stage_p50_pairs(
+    stages_now: Mapping[str, Any], baseline: Mapping[str, Any] | None
+) -> dict[str, list[float]] | None:
+    """[p50 now, p50 in the baseline] per stage both runs have (None without a baseline)."""
+    before = (baseline or {}).get("stages_ms") or {}
+    pairs = {
+        name: [float(stages_now[name]["p50"]), float(b["p50"])]
+        for name, b in before.items()
+        if name in stages_now and b.get("count")
+    }
+    return pairs or None
+
+
+# How many of the verifier's findings a report quotes.
+EXAMPLES = 5
+
+
+def integrity_breakdown(verify: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """From the verifier's JSON report: did the pipeline drain, which tables differ and
+    how (missing, extra, mismatched), and the first findings as examples."""
+    if not verify:
+        return None
+    keys = ("table", "collection", "postgres_rows", "mongo_rows", "missing", "extra", "mismatched")
+    tables = [
+        {k: t.get(k) for k in keys} for t in verify.get("tables", []) if not t.get("ok", True)
+    ]
+    drain = verify.get("drain") or {}
+    return {
+        "drained": bool(drain.get("drained", True)),
+        "drain_detail": drain.get("detail", ""),
+        "tables": tables,
+        "counts": dict(verify.get("finding_counts") or {}),
+        "examples": [f.get("line", "") for f in (verify.get("findings") or [])[:EXAMPLES]],
+    }
+
+
+def integrity_line(r: ScenarioResult) -> str | None:
+    """One line of what the verifier found, e.g. "stress: integrity: orders 3 missing,
+    1 mismatched; first: orders/42: field total: ..."."""
+    b = r.integrity_breakdown
+    if not b:
+        return None
+    parts = []
+    if not b.get("drained", True):
+        parts.append(f"the pipeline did not drain ({b.get('drain_detail') or 'timeout'})")
+    for t in b.get("tables", []):
+        what = ", ".join(f"{t[k]} {k}" for k in ("missing", "extra", "mismatched") if t.get(k))
+        parts.append(f"{t['table']} {what or 'counts differ'} "
+                     f"({t['postgres_rows']} rows, {t['mongo_rows']} in MongoDB)")  # fmt: skip
+    words = "; ".join(parts) or "differences found"
+    examples = b.get("examples") or []
+    if examples:
+        words += f"; first: {examples[0]}"
+    return f"{r.name}: integrity: {words}"
+
+
 def validity_line(r: ScenarioResult) -> str | None:
     """Was the load offered as planned, how busy was the host (from the cost section)."""
     v = r.validity or {}
@@ -98,7 +169,8 @@ def verdict_lines(doc: ResultDocument) -> list[str]:
     lines = failed_gates(doc)
     failed = [r for r in doc.scenarios if not r.passed]
     for r in failed:
-        for line in (largest_stage(r), validity_line(r)):
+        cause = stage_growth(r) or largest_stage(r)
+        for line in (integrity_line(r), cause, validity_line(r)):
             if line:
                 lines.append(line)
     if not failed:
