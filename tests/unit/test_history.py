@@ -100,3 +100,20 @@ def test_delta_pct() -> None:
     assert delta_pct(12.0, 10.0) == pytest.approx(20.0)
     assert delta_pct(8.0, 10.0) == pytest.approx(-20.0)
     assert delta_pct(1.0, 0.0) is None
+
+
+def test_history_against_a_baseline_gives_the_newest_runs_change(
+    reports: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    oldest = stored(reports)[0][0]
+    runs = history(reports)
+    first, last = runs["extreme"][0], runs["extreme"][-1]
+    expected = (
+        f"newest run against the baseline {oldest.name}: "
+        f"p50 {delta_pct(last.p50_ms, first.p50_ms):+.0f} %, "
+        f"p99 {delta_pct(last.p99_ms, first.p99_ms):+.0f} %, "
+        f"rate {delta_pct(last.row_changes_per_s, first.row_changes_per_s):+.0f} %"
+    )
+    assert main(["report", "--history", "--reports", str(reports), "--baseline", str(oldest)]) == 0
+    assert f"extreme: {expected}" in capsys.readouterr().out
+    assert expected in (reports / "index.html").read_text()

@@ -93,6 +93,9 @@ def add_subcommands(sub: Any) -> None:
                              "before (also reports/index.html)")  # fmt: skip
     report.add_argument("--reports", type=Path, metavar="DIR",
                         help="where the runs are stored (default reports/)")  # fmt: skip
+    report.add_argument("--baseline", metavar="PATH|previous|REF",
+                        help="with --history: the newest run's change against this result "
+                             "(a file, previous, or a git ref)")  # fmt: skip
     report.set_defaults(func=cmd_report)
 
 
@@ -151,12 +154,18 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0 if outcome.passed else 1
 
 
-def _print_history(out: Any, reports_dir: Path) -> int:
+def _print_history(out: Any, reports_dir: Path, baseline_spec: str | None = None) -> int:
     """One table per scenario: every stored run, newest first, with its change against
     the run before; writes the trend page too."""
     from rich.table import Table
 
-    from event_processor.report.history import delta_pct, history, write_trend_page
+    from event_processor.report.history import (
+        against_baseline,
+        delta_pct,
+        history,
+        resolve_baseline,
+        write_trend_page,
+    )
 
     runs = history(reports_dir)
     if not runs:
@@ -167,6 +176,8 @@ def _print_history(out: Any, reports_dir: Path) -> int:
         pct = None if before is None else delta_pct(now, before)
         return "-" if pct is None else f"{pct:+.0f} %"
 
+    baseline = resolve_baseline(baseline_spec, reports_dir) if baseline_spec else None
+    versus = against_baseline(runs, baseline) if baseline is not None else {}
     for name, rows in sorted(runs.items()):
         table = Table(title=f"{name}: {len(rows)} runs, newest first")
         for col in ("time (UTC)", "commit", "p50 ms", "Δ p50", "p99 ms", "Δ p99",
@@ -183,7 +194,9 @@ def _print_history(out: Any, reports_dir: Path) -> int:
                 "[green]PASSED[/]" if r.passed else "[red]FAILED[/]",
             )  # fmt: skip
         out.print(table)
-    out.print(f"trend page: {write_trend_page(reports_dir)}", soft_wrap=True)
+        if name in versus:
+            out.print(f"{name}: {versus[name]}", soft_wrap=True)
+    out.print(f"trend page: {write_trend_page(reports_dir, baseline)}", soft_wrap=True)
     return 0
 
 
@@ -331,7 +344,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = wide_console(Console(highlight=False))
     if args.history:
-        return _print_history(out, args.reports or default_reports_dir())
+        return _print_history(out, args.reports or default_reports_dir(), args.baseline)
     path: Path = args.path or latest_path(args.reports)
     doc = read_document(path)
     title = f"{path.name} ({doc.generated_at}, commit {(doc.commit or 'unknown')[:12]})"

@@ -73,6 +73,28 @@ def delta_pct(now: float, before: float) -> float | None:
     return None if not before else 100.0 * (now - before) / before
 
 
+def against_baseline(runs: dict[str, list[Run]], baseline: Path) -> dict[str, str]:
+    """Per scenario, the newest run's change against the baseline document's figures."""
+    doc = load_json(baseline)
+    out = {}
+    for r in doc.scenarios:
+        rows = runs.get(r.name)
+        if not rows:
+            continue
+        last = rows[-1]
+        parts = [
+            f"{label} {pct:+.0f} %"
+            for label, now, before in (
+                ("p50", last.p50_ms, r.e2e_ms.p50),
+                ("p99", last.p99_ms, r.e2e_ms.p99),
+                ("rate", last.row_changes_per_s, r.throughput_eps),
+            )
+            if (pct := delta_pct(now, before)) is not None
+        ]
+        out[r.name] = f"newest run against the baseline {baseline.name}: " + ", ".join(parts)
+    return out
+
+
 def resolve_baseline(spec: str, reports_dir: Path) -> Path:
     """A ``--baseline`` value as a file: a path; ``previous`` (the newest stored result);
     or a git ref (the newest stored result of that commit). One-line ConfigError else."""
@@ -161,15 +183,17 @@ def _delta_cell(now: float, before: float | None, lower_is_better: bool = True) 
     return f'<span style="color:{colour}">{pct:+.0f} %</span>' if colour else f"{pct:+.0f} %"
 
 
-def trend_page(runs: dict[str, list[Run]]) -> str:
+def trend_page(runs: dict[str, list[Run]], versus: dict[str, str] | None = None) -> str:
     """``reports/index.html``: per scenario the trend plot and every run with its change
-    against the run before."""
+    against the run before (and the newest run's against a baseline: ``versus``)."""
     cell = "border:1px solid #ccc;padding:2px 8px"
     parts = ["<h1>event-processor: results over time</h1>"]
     if not runs:
         parts.append("<p>No stored results yet.</p>")
     for name, rows in sorted(runs.items()):
         parts += [f'<h2 id="{escape(name)}">{escape(name)}</h2>', trend_svg(name, rows)]
+        if versus and name in versus:
+            parts.append(f"<p><b>{escape(versus[name])}</b></p>")
         head = ("time (UTC)", "commit", "machine", "p50 ms", "Δ p50", "p99 ms", "Δ p99",
                 "row changes/s", "Δ rate", "result", "file")  # fmt: skip
         body = []
@@ -206,7 +230,9 @@ def trend_page(runs: dict[str, list[Run]]) -> str:
     )
 
 
-def write_trend_page(reports_dir: Path) -> Path:
+def write_trend_page(reports_dir: Path, baseline: Path | None = None) -> Path:
+    runs = history(reports_dir)
+    versus = against_baseline(runs, baseline) if baseline is not None else None
     path = reports_dir / INDEX_NAME
-    path.write_text(trend_page(history(reports_dir)), encoding="utf-8")
+    path.write_text(trend_page(runs, versus), encoding="utf-8")
     return path
