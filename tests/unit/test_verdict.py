@@ -166,3 +166,31 @@ def test_with_a_baseline_the_stage_that_grew_most_is_named() -> None:
         f"extreme: stage grown most against the baseline: {grown.replace('_', ' ')} p50"
     )
     assert stage_p50_pairs(now.model_dump()["stages_ms"], None) is None
+
+
+def test_a_multi_scenario_page_keeps_each_runs_own_rate_and_shows_no_python_dict() -> None:
+    from event_processor.perf.results import document
+    from event_processor.report.html import configuration_table
+
+    docs = [load_json(REPORTS / "moderate-passed-result.json"), load_json(FAILED)]
+    results = [d.scenarios[0] for d in docs]
+    configs = [d.configuration for d in docs]
+    rates = [c.knobs["generator_rate"] for c in configs]
+    assert rates[0] != rates[1]
+    doc = document(results, configs)
+    assert "generator_rate" not in doc.configuration.knobs
+    runs = (doc.configuration.model_extra or {})["runs"]
+    assert [runs[r.name]["knobs"]["generator_rate"] for r in results] == rates
+    table = configuration_table(doc.configuration)
+    assert "{'" not in table and "&#x27;" not in table
+    assert f"generator_rate: {rates[1]}" in table
+
+
+def test_the_percentile_axis_reaches_p99_with_few_samples() -> None:
+    import numpy as np
+
+    from event_processor.report.plots import percentile_points
+
+    x, y = percentile_points(np.arange(1.0, 11.0))  # 10 samples, as the warmup scenario
+    assert x[-1] == 100.0  # 1 / (1 - 0.99)
+    assert y[-1] == 10.0  # p99 of 10 samples is the maximum (nearest rank)

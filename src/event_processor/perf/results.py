@@ -48,8 +48,17 @@ def document(
         base = configurations[0].model_dump()
         for key in ("scenario", "seed"):
             base.pop(key, None)
+        # Knobs that differ between runs (the generator's rate and connections) are each
+        # run's own, not the page's: the first run's rate was shown for every scenario.
+        shared = {
+            k: v
+            for k, v in configurations[0].knobs.items()
+            if all(c.knobs.get(k) == v for c in configurations)
+        }
+        base["knobs"] = shared
         base["runs"] = {
-            r.name: {k: getattr(c, k, None) for k in ("scenario", "seed")} | {"knobs": c.knobs}
+            r.name: {k: getattr(c, k, None) for k in ("scenario", "seed")}
+            | {"knobs": {k: v for k, v in c.knobs.items() if k not in shared}}
             for r, c in zip(results, configurations, strict=False)
         }
         config = Configuration.model_validate(base)

@@ -317,8 +317,19 @@ def configuration_table(config: Configuration) -> str:
     rows += [_row([f"knob: {escape(k)}", escape(str(v))]) for k, v in config.knobs.items()]
     rows += [_row([f"endpoint: {escape(k)}", escape(v)]) for k, v in config.endpoints.items()]
     extra: dict[str, Any] = config.model_extra or {}
-    rows += [_row([escape(k), escape(str(v))]) for k, v in extra.items()]
+    rows += [_row([escape(k), _value_html(v)]) for k, v in extra.items()]
     return _table(("setting", "value"), rows, "Configuration")
+
+
+def _value_html(value: Any) -> str:
+    """A configuration value: nested mappings as "key: value" lines, not a Python dict."""
+    if isinstance(value, Mapping):
+        return "<br>".join(
+            f"<b>{escape(str(k))}</b>: {_value_html(v)}" if isinstance(v, Mapping)
+            else f"{escape(str(k))}: {escape(str(v))}"
+            for k, v in value.items()
+        )  # fmt: skip
+    return escape(str(value))
 
 
 def _headline(r: ScenarioResult) -> str:

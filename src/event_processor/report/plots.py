@@ -123,11 +123,14 @@ def _legend_outside(ax: Axes) -> None:
 _NINES_TICKS = {0.0: "0%", 0.5: "50%", 0.9: "90%", 0.99: "99%", 0.999: "99.9%", 0.9999: "99.99%"}
 
 
-def _percentile_points(values_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def percentile_points(values_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(x = 1/(1-q), nearest-rank value) from 0 % up to the last sample's rank."""
     ordered = np.sort(values_ms)
     n = ordered.size
-    x = np.unique(np.concatenate([np.logspace(0, math.log10(n), 400), [float(n)]]))
+    # At least to p99 (x = 100): with fewer samples the top ones are the maximum (nearest
+    # rank), so a 10-event run still shows its p99 against the p99 target.
+    end = max(n, 100)
+    x = np.unique(np.concatenate([np.logspace(0, math.log10(end), 400), [float(end)]]))
     return x, ordered[ranks(1.0 - 1.0 / x, n) - 1]
 
 
@@ -149,7 +152,7 @@ def percentile_curve(
     ax = fig.add_subplot()
     max_x = 1.0
     for label, values in arrays.items():
-        x, y = _percentile_points(values)
+        x, y = percentile_points(values)
         ax.plot(x, y, label=label, linewidth=1.4)
         max_x = max(max_x, float(x[-1]))
     for name, target in (slos or {}).items():
