@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
 import pytest
 
+from event_processor.report.html import integrity_section
+from event_processor.report.verdict import EXAMPLES, integrity_breakdown
 from event_processor.settings import Settings
 from event_processor.verify import run_verify
 from tests.integrity.integrity_helpers import (
@@ -89,3 +92,14 @@ def test_verify_fails_naming_documents_changed_or_removed_by_hand(
     assert {f["line"] for f in data["findings"]} >= set(expected)
     rec = next(f for f in data["findings"] if f["key"] == o2 and f["kind"] == "field")
     assert rec["field"] == "total" and rec["postgres"] == total and rec["mongo"] == float(total)
+
+    # The report's integrity breakdown, from this real verifier report: per table what is
+    # wrong, and the first findings as examples (report.verdict, report.html).
+    breakdown = integrity_breakdown(data)
+    assert breakdown is not None and breakdown["drained"]
+    tables = {t["table"]: t for t in breakdown["tables"]}
+    assert tables["customers"]["mismatched"] == 2 and tables["customers"]["extra"] == 1
+    assert tables["products"]["missing"] == 1 and tables["payments"]["missing"] == 1
+    assert breakdown["examples"] == [f["line"] for f in data["findings"][:EXAMPLES]]
+    section = integrity_section(breakdown)
+    assert "What the verifier found" in section and html.escape(breakdown["examples"][0]) in section
