@@ -194,3 +194,30 @@ def test_the_percentile_axis_reaches_p99_with_few_samples() -> None:
     x, y = percentile_points(np.arange(1.0, 11.0))  # 10 samples, as the warmup scenario
     assert x[-1] == 100.0  # 1 / (1 - 0.99)
     assert y[-1] == 10.0  # p99 of 10 samples is the maximum (nearest rank)
+
+
+def test_an_integrity_failure_is_broken_down_on_the_first_screen() -> None:
+    import json
+
+    from event_processor.report.verdict import integrity_breakdown, integrity_line
+
+    # A real verifier report: documents changed and removed by hand (tests/integrity).
+    data = json.loads((REPORTS / "verify-tampered.json").read_text())
+    breakdown = integrity_breakdown(data)
+    assert breakdown is not None
+    bad = [t for t in data["tables"] if not t["ok"]]
+    assert [t["table"] for t in breakdown["tables"]] == [t["table"] for t in bad]
+    r = (
+        load_json(FAILED)
+        .scenarios[0]
+        .model_copy(update={"integrity_breakdown": breakdown, "passed": False})
+    )
+    line = integrity_line(r)
+    assert line is not None and line.startswith("stress: integrity: ")
+    for t in bad:
+        assert f"{t['table']} " in line
+    assert line.endswith(f"first: {data['findings'][0]['line']}")
+    doc = load_json(FAILED).model_copy(update={"scenarios": [r]})
+    assert line in verdict_lines(doc)
+    page = render_standalone(doc)
+    assert page.index("Why it failed") < page.index("What the verifier found")
