@@ -709,14 +709,15 @@ def measure(
         sends, timings, delivered = _drive(
             settings, scenario, prepared.plan, metrics, thread, view, run_load
         )
-        if metrics is not None and view.dashboard_svg is not None:
-            # The last frame of the live dashboard, as the run ended (README capture).
-            from event_processor.dashboard.live import DashboardRunner
-
-            DashboardRunner(metrics).export_svg(view.dashboard_svg, title=scenario.name)
     finally:
         thread.stop()
     run_cost = meter.stop()
+    if metrics is not None and view.dashboard_svg is not None:
+        # The last frame of the live dashboard, as the run ended (README capture); drawn
+        # after the cost window closed, so its rendering is not charged to the run.
+        from event_processor.dashboard.live import DashboardRunner
+
+        DashboardRunner(metrics).export_svg(view.dashboard_svg, title=scenario.name)
     cpu_after = consumer.cpu_seconds()
     cost = harness_cost(
         consumer.metrics(),
