@@ -751,7 +751,8 @@ def measure(
     result.cost = run_cost.to_json(stats.committed or stats.applied)
     if not verify.ok:
         result.integrity_breakdown = integrity_breakdown(verify.data)
-    result.stage_p50_vs_baseline_ms = stage_p50_pairs(result.model_dump()["stages_ms"], baseline)
+    stages = {name: summary.to_dict() for name, summary in stats.stages.items()}
+    result.stage_p50_vs_baseline_ms = stage_p50_pairs(stages, baseline)
     validity = judge(
         scenario.rate,
         [x.sent_us for x in sends],

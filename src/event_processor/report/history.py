@@ -9,13 +9,13 @@ of them.
 from __future__ import annotations
 
 import io
-import subprocess
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 from event_processor.errors import ConfigError
-from event_processor.report.schema import ResultDocument, load_json
+from event_processor.report.schema import ResultDocument, load_json, rev_parse
+from event_processor.settings import PROJECT_ROOT
 
 STAMPED_GLOB = "result-*.json"
 INDEX_NAME = "index.html"
@@ -107,7 +107,7 @@ def resolve_baseline(spec: str, reports_dir: Path) -> Path:
             raise ConfigError("baseline", f"no stored result in {reports_dir}",
                               "run `event-processor load` or `pytest -m stress` first")  # fmt: skip
         return docs[-1][0]
-    commit = _rev_parse(spec)
+    commit = rev_parse(spec, PROJECT_ROOT)
     if commit is None:
         raise ConfigError(
             "baseline",
@@ -122,24 +122,6 @@ def resolve_baseline(spec: str, reports_dir: Path) -> Path:
             f"check out {spec} and run it once, or pick another ref",
         )
     return matching[-1]
-
-
-def _rev_parse(ref: str) -> str | None:
-    from event_processor.settings import PROJECT_ROOT
-
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = done.stdout.strip()
-    return out if done.returncode == 0 and out else None
 
 
 # --- the trend page ------------------------------------------------------------------

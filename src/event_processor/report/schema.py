@@ -315,18 +315,23 @@ def git_commit(cwd: Path | None = None) -> str | None:
     for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"):
         if os.environ.get(var):
             return os.environ[var]
+    return rev_parse("HEAD", cwd)
+
+
+def rev_parse(ref: str, cwd: Path | None = None) -> str | None:
+    """The commit a git ref names in ``cwd``'s repository (None: not a ref, no git)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
             cwd=cwd,
             capture_output=True,
             text=True,
-            timeout=5,
-            check=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def base_configuration(
