@@ -502,3 +502,50 @@ def test_column_changes_while_changes_stream(
     untouched = mongo_db[table].find_one({"_id": "5"}) or {}  # never changed after the load
     assert untouched.get("filled") == "dflt" and "plain" in untouched, untouched
     assert "remark" in untouched and "note" not in untouched and "old" not in untouched
+
+
+def test_column_dropped_while_the_table_is_re_read(
+    ep_stack: Settings, pg_conn: Any, mongo_db: Any, scratch_tables: Any
+) -> None:
+    """A DROP COLUMN that commits between the re-read's catalogue read and its SELECT
+    (seen once in CI: the consumer died with UndefinedColumn and the table never drained)
+    is read again on a fresh snapshot. The DDL is held open so that the re-read reads the
+    catalogue before it and waits on the table's lock, then committed."""
+    from event_processor.consumer.reshape import resync_collection
+
+    table = scratch_tables("resync", "id bigint PRIMARY KEY, v int, old int")
+    with pg_conn.cursor() as cur:
+        cur.execute(f"INSERT INTO public.{table} SELECT g, g, g FROM generate_series(1, 2000) g")
+    ddl = psycopg2.connect(ep_stack.postgres_dsn(), application_name="itest-resync-ddl")
+    outcome: dict[str, Any] = {}
+
+    def resync() -> None:
+        try:
+            outcome["rows"] = resync_collection(
+                ep_stack.postgres_dsn(), mongo_db[table], "public", table, 1
+            )
+        except Exception as exc:  # the assertion below names it
+            outcome["error"] = exc
+
+    try:
+        with ddl.cursor() as cur:
+            cur.execute(f"ALTER TABLE public.{table} DROP COLUMN old")  # not committed yet
+        reader = threading.Thread(target=resync)
+        reader.start()
+
+        def resync_waits_on_the_lock() -> bool:
+            with pg_conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'ep-consumer-resync' AND wait_event_type = 'Lock'")  # fmt: skip
+                return bool(cur.fetchone()[0])
+
+        assert wait_until(resync_waits_on_the_lock, 30), "the re-read never waited on the DDL"
+        ddl.commit()
+        reader.join(timeout=60)
+    finally:
+        ddl.close()
+    assert "error" not in outcome, f"the re-read failed: {outcome.get('error')!r}"
+    assert outcome["rows"] == 2000
+    docs = list(mongo_db[table].find({}))
+    assert len(docs) == 2000
+    assert all("old" not in d and d["v"] == int(d["_id"]) for d in docs)

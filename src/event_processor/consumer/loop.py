@@ -421,8 +421,9 @@ class ConsumerRunner:
             ),
         )
         if rows is None:
-            log.warning("%s has no primary key: its documents keep their old columns "
-                        "(verify reports them)", event.table)  # fmt: skip
+            log.warning("%s was not re-read (it has no primary key, or it was dropped): its "
+                        "documents keep their old columns (verify reports them)",
+                        event.table)  # fmt: skip
         else:
             log.info("re-read %d rows of %s", rows, event.table)
         self.columns.remember(event.table, new, event.position)

@@ -70,32 +70,54 @@ class ColumnShapes:
         self.store.remember(table, names, sorted(names), since)
 
 
+# A DDL that commits between the catalogue read and the SELECT (a column dropped or
+# renamed, the table dropped) makes the SELECT name what is gone: the read is started
+# again on a fresh snapshot, whose catalogue has the change. Bounded, for a DDL storm.
+RESYNC_ATTEMPTS = 5
+
+
 def resync_collection(dsn: str, coll: Any, schema: str, table: str, lsn: int) -> int | None:
     """Replace every document of ``coll`` by its row of ``schema.table`` as it is now;
-    returns the rows read, or None for a keyless table (not re-read, see the module)."""
+    returns the rows read, or None for a keyless table (not re-read, see the module) or
+    one that no longer exists (its drop reaches the consumer as it does)."""
     import psycopg2
-
-    from event_processor.verify.source import begin_snapshot, read_catalog, read_rows
+    from psycopg2 import errors as pg_errors
 
     conn = psycopg2.connect(dsn, application_name="ep-consumer-resync")
     try:
-        begin_snapshot(conn)
-        with conn.cursor() as cur:
-            info = next((t for t in read_catalog(cur, [schema]).values() if t.table == table), None)
-        if info is None or info.keyless:
-            return None
-        ops: list[Any] = []
-        rows = 0
-        for row in read_rows(conn, info):
-            rows += 1
-            key = doc_id([row.get(c) for c in info.primary_key])
-            ops.append(ReplaceOne({"_id": key}, {**row, "_lsn": lsn}, upsert=True))
-            if len(ops) == 16:  # FerretDB: a connection per statement of a command
-                coll.bulk_write(ops, ordered=False)
-                ops = []
-        if ops:
-            coll.bulk_write(ops, ordered=False)
-        conn.rollback()
-        return rows
+        for attempt in range(1, RESYNC_ATTEMPTS + 1):
+            try:
+                return _resync_once(conn, coll, schema, table, lsn)
+            except (pg_errors.UndefinedColumn, pg_errors.UndefinedTable) as exc:
+                conn.rollback()
+                if attempt == RESYNC_ATTEMPTS:
+                    raise
+                log.info("%s.%s changed during its re-read (%s): reading it again",
+                         schema, table, str(exc).splitlines()[0])  # fmt: skip
+        raise AssertionError("unreachable")
     finally:
         conn.close()
+
+
+def _resync_once(conn: Any, coll: Any, schema: str, table: str, lsn: int) -> int | None:
+    from event_processor.verify.source import begin_snapshot, read_catalog, read_rows
+
+    begin_snapshot(conn)
+    with conn.cursor() as cur:
+        info = next((t for t in read_catalog(cur, [schema]).values() if t.table == table), None)
+    if info is None or info.keyless:
+        conn.rollback()
+        return None
+    ops: list[Any] = []
+    rows = 0
+    for row in read_rows(conn, info):
+        rows += 1
+        key = doc_id([row.get(c) for c in info.primary_key])
+        ops.append(ReplaceOne({"_id": key}, {**row, "_lsn": lsn}, upsert=True))
+        if len(ops) == 16:  # FerretDB: a connection per statement of a command
+            coll.bulk_write(ops, ordered=False)
+            ops = []
+    if ops:
+        coll.bulk_write(ops, ordered=False)
+    conn.rollback()
+    return rows
