@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from event_processor.errors import ConfigError
@@ -48,11 +49,17 @@ class Settings(BaseSettings):
     kafka_port: int = Field(default=59092, ge=1024, le=65535)
     kafka_controller_port: int = Field(default=59093, ge=1024, le=65535)
     connect_port: int = Field(default=58083, ge=1024, le=65535)
+    # `event-processor race`: a Connect worker of its own for the sink connectors, so
+    # each sink's CPU is its own process's (the stack's worker runs Debezium's source).
+    race_connect_port: int = Field(default=58084, ge=1024, le=65535)
+    race_connect_heap: str = "512m"
     mongo_port: int = Field(default=57017, ge=1024, le=65535)
     # FerretDB's own PostgreSQL (its storage backend), apart from the source database.
     store_pg_port: int = Field(default=55433, ge=1024, le=65535)
     metrics_port: int = Field(default=59400, ge=0, le=65535)
     pg_database: str = "shop"
+    # The read model's database; a database named in EP_MONGO_URI's path is used unless
+    # this is set explicitly (see _database_from_uri).
     mongo_database: str = "read_model"
 
     # Versions of what the local stack runs (cache keys).
@@ -115,6 +122,16 @@ class Settings(BaseSettings):
     dlq_topic: str = "ep.dlq"
     timings_topic: str = "ep.timings"
 
+    @model_validator(mode="after")
+    def _database_from_uri(self) -> Settings:
+        """``EP_MONGO_URI=mongodb://host/shop_rm`` puts the read model in ``shop_rm``, as
+        MongoDB drivers read a connection string; an explicit EP_MONGO_DATABASE wins."""
+        if self.mongo_uri is not None and "mongo_database" not in self.model_fields_set:
+            named = uri_database(self.mongo_uri.get_secret_value())
+            if named:
+                self.mongo_database = named
+        return self
+
     @property
     def captured_schemas(self) -> list[str]:
         """``capture_schemas`` as a list (empty: every schema but PostgreSQL's own)."""
@@ -158,6 +175,12 @@ class Settings(BaseSettings):
         (never ``<prefix>.dlq`` or ``<prefix>.timings``, which have no third part)."""
         prefix = self.topic_prefix.replace(".", r"\.")
         return rf"^{prefix}\.[^.]+\..+"
+
+
+def uri_database(uri: str) -> str | None:
+    """The database a MongoDB connection string names in its path
+    (``mongodb://user:pw@host1,host2/<database>?options``), None when it names none."""
+    return unquote(urlsplit(uri).path.lstrip("/")) or None
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,19 +63,22 @@ class ConsumerProcess:
         group: str | None = None,
         metrics_port: int = 0,
         env: Mapping[str, str] | None = None,
+        argv: Sequence[str] | None = None,
     ) -> None:
+        """``argv`` runs another consumer program instead of ours (a race peer)."""
         self.group = group
         self.name = name
         self.log_path = log_path
         self.metrics_port = metrics_port
-        argv = [sys.executable, "-m", "event_processor.cli", "consume",
-                "--metrics-port", str(metrics_port), "--consumer-id", name]  # fmt: skip
-        if group:
-            argv += ["--group", group]
+        if argv is None:
+            argv = [sys.executable, "-m", "event_processor.cli", "consume",
+                    "--metrics-port", str(metrics_port), "--consumer-id", name]  # fmt: skip
+            if group:
+                argv += ["--group", group]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
-            argv,
+            list(argv),
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -238,6 +241,22 @@ def commit_at_end(settings: Settings, group: str, topics: list[str]) -> int:
         ends = consumer.end_offsets(parts)
         consumer.commit({tp: OffsetAndMetadata(int(off), "", -1) for tp, off in ends.items()})
         return len(parts)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def commit_offsets(settings: Settings, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+    """Commit ``group``'s offsets on ``topic`` (partition -> offset): where it starts."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_servers(), group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = {TopicPartition(topic, p): off for p, off in offsets.items()}
+        consumer.assign(list(parts))
+        consumer.commit({tp: OffsetAndMetadata(int(off), "", -1) for tp, off in parts.items()})
     finally:
         consumer.close(autocommit=False)
 

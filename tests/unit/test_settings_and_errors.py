@@ -34,6 +34,39 @@ def test_environment_points_at_an_existing_stack(monkeypatch: pytest.MonkeyPatch
     assert redact(s.postgres_dsn()) == "postgresql://app:***@db.internal:5432/shop"
 
 
+def test_a_database_named_in_the_mongo_uri_holds_the_read_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("EP_MONGO_DATABASE", raising=False)
+    uri = "mongodb://app:p%40ss@m1:27017,m2:27017/shop%2Drm?replicaSet=rs0"
+    monkeypatch.setenv("EP_MONGO_URI", uri)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.mongo_database == "shop-rm"
+    assert s.mongodb_uri() == uri  # the driver still gets the URI as given
+    monkeypatch.setenv("EP_MONGO_DATABASE", "chosen")  # an explicit setting wins
+    assert Settings(_env_file=None).mongo_database == "chosen"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        None,
+        "mongodb+srv://u:p@cluster0.example.net/",
+        "mongodb://127.0.0.1:57017/?directConnection=true",
+        "mongodb://127.0.0.1:57017",
+    ],
+)
+def test_a_mongo_uri_without_a_database_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch, uri: str | None
+) -> None:
+    monkeypatch.delenv("EP_MONGO_DATABASE", raising=False)
+    if uri is None:
+        monkeypatch.delenv("EP_MONGO_URI", raising=False)
+    else:
+        monkeypatch.setenv("EP_MONGO_URI", uri)
+    assert Settings(_env_file=None).mongo_database == "read_model"  # type: ignore[call-arg]
+
+
 def test_bad_value_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EP_PG_PORT", "not-a-port")
     get_settings.cache_clear()

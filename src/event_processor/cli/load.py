@@ -9,6 +9,7 @@ from typing import Any
 from event_processor.cli.options import resolve_scenario, wide_console
 from event_processor.errors import ConfigError
 from event_processor.metrics.scenarios import ScenarioError, load_scenarios
+from event_processor.race.sinks import ALL_SINKS, DEFAULT_SINKS, parse_sinks
 
 
 def add_subcommands(sub: Any) -> None:
@@ -59,27 +60,40 @@ def add_subcommands(sub: Any) -> None:
 
     race = sub.add_parser(
         "race",
-        help="race Debezium's MongoDB sink connector against our consumer on one workload",
-        description="Inserts N rows into public.race_events at a fixed open-loop rate; our "
-        "consumer and Debezium's MongoDB sink connector consume the same change topic into "
-        "databases of their own in the same MongoDB-wire store; one watcher times each row "
-        "from its commit (source.ts_us) to its document being visible in each. Writes "
-        "reports/latest.json (section race), a timestamped copy and an HTML page. Exit 1 "
-        "when not every row became visible through both sinks.",
+        help="race peer sinks (quix-streams, MongoDB's and Debezium's sink connectors) "
+        "against our consumer on one workload",
+        description="Each sink consumes the same change topics into a database of its own "
+        "in the same MongoDB-wire store; one watcher times each row from its commit "
+        "(source.ts_us) to its document being visible. Per repeat, each sink runs alone at "
+        "the offered rate (latency), then alone draining the same pre-produced backlog "
+        "(rows/s, CPU per 1,000 rows of its process), in the same order every repeat; then "
+        "all at once. Every sink's database is checked against PostgreSQL after each leg. "
+        "Writes reports/latest.json (section race), a timestamped copy and an HTML page. "
+        "Exit 1 when our consumer missed or got a row wrong.",
     )
+    race.add_argument("--sinks", default=",".join(DEFAULT_SINKS), metavar="LIST",
+                      help=f"comma list of {', '.join(ALL_SINKS)} (default all; ours always "
+                      "races)")  # fmt: skip
     race.add_argument("--events", type=int, default=2000, metavar="N",
-                      help="rows to insert (default 2000)")  # fmt: skip
+                      help="rows per leg, and the backlog's size (default 2000)")  # fmt: skip
     race.add_argument("--rate", type=float, default=500.0, metavar="R",
-                      help="inserts per second (default 500)")  # fmt: skip
+                      help="inserts per second in the legs at a rate (default 500)")  # fmt: skip
+    race.add_argument("--repeats", type=int, default=3, metavar="K",
+                      help="times each sink runs alone, interleaved (default 3)")  # fmt: skip
+    race.add_argument("--no-together", action="store_true",
+                      help="leave out the leg with every sink at once")  # fmt: skip
+    race.add_argument("--backlog", type=int, metavar="N",
+                      help="rows of the backlog each sink drains (default: --events)")  # fmt: skip
     race.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                      help="wait for visibility after the last insert (default 60)")  # fmt: skip
+                      help="wait for visibility after a leg's last insert "
+                      "(default 60)")  # fmt: skip
     race.add_argument("--poll-ms", type=float, default=2.0, metavar="MS",
                       help="watcher poll interval (default 2)")  # fmt: skip
     race.add_argument(
         "--sink-batch-size",
         type=int,
         metavar="N",
-        help="the Debezium sink's batch.size (default EP_RACE_SINK_BATCH_SIZE)",
+        help="documents per bulk write of the connectors (default EP_RACE_SINK_BATCH_SIZE)",
     )
     race.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
     race.add_argument("--json", action="store_true", help="print the result document as JSON")
@@ -282,6 +296,11 @@ def check_race_args(args: argparse.Namespace) -> None:
         raise ConfigError("race", f"--rate must be above 0, got {args.rate:g}")
     if not args.timeout > 0:
         raise ConfigError("race", f"--timeout must be above 0, got {args.timeout:g}")
+    if args.backlog is not None and args.backlog < 1:
+        raise ConfigError("race", f"--backlog must be at least 1, got {args.backlog}")
+    if args.repeats < 1:
+        raise ConfigError("race", f"--repeats must be at least 1, got {args.repeats}")
+    parse_sinks(args.sinks)
     if not 0 < args.poll_ms <= 1000:
         raise ConfigError("race", f"--poll-ms must be in (0, 1000], got {args.poll_ms:g}")
     size = args.sink_batch_size
@@ -303,6 +322,7 @@ def cmd_race(args: argparse.Namespace) -> int:
     from event_processor.settings import get_settings
 
     check_race_args(args)
+    sinks = parse_sinks(args.sinks)
     err = Console(stderr=True, highlight=False)
     out = wide_console(Console(highlight=False))
     settings = get_settings()
@@ -310,6 +330,10 @@ def cmd_race(args: argparse.Namespace) -> int:
         settings,
         args.events,
         args.rate,
+        sinks=sinks,
+        repeats=args.repeats,
+        backlog_rows=args.backlog,
+        together=not args.no_together,
         timeout_s=args.timeout,
         poll_ms=args.poll_ms,
         batch_size=args.sink_batch_size,
@@ -325,8 +349,11 @@ def cmd_race(args: argparse.Namespace) -> int:
         for note in outcome.result.notes:
             out.print(f"  {note}", soft_wrap=True)
     if not outcome.result.passed:
-        err.print(f"[red]race: not every row became visible through both sinks within "
-                  f"{args.timeout:g} s[/]")  # fmt: skip
+        ours = outcome.result.sinks.get("ours")
+        why = "; ".join(ours.integrity_problems) if ours else ""
+        err.print(f"[red]race: our consumer did not make every row visible and exact within "
+                  f"{args.timeout:g} s of a leg's last insert{': ' + why if why else ''}[/]",
+                  soft_wrap=True)  # fmt: skip
     err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
     return 0 if outcome.result.passed else 1
 

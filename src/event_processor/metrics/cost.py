@@ -124,6 +124,14 @@ def outside_cpu(
     return used
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds process ``pid`` used so far (None: gone or unreadable)."""
+    try:
+        return _cpu(psutil.Process(pid))
+    except psutil.Error:
+        return None
+
+
 def _cpu(p: psutil.Process) -> float:
     t = p.cpu_times()
     return float(t.user + t.system)

@@ -109,7 +109,10 @@ def write_race_reports(
     from event_processor.report.html import render_standalone
     from event_processor.report.schema import configuration_from_settings
 
-    knobs = {"race_sink_batch_size": int(outcome.result.sink_config.get("batch.size", 0))}
+    # The connectors' documents per bulk write, as the race gave it to them.
+    batches = [int(c.get("batch.size") or c.get("max.batch.size") or 0)
+               for c in (s.config for s in outcome.result.sinks.values())]  # fmt: skip
+    knobs = {"race_sink_batch_size": max(batches, default=0)}
     config = configuration_from_settings(settings, knobs=knobs, scenario="race")
     doc = build_document([], config, commit=git_commit(PROJECT_ROOT), race=outcome.result)
     latest, stamped = write_json(doc, reports_dir)

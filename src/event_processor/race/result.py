@@ -1,83 +1,46 @@
-"""The race: one workload through our consumer and through Debezium's MongoDB sink.
+"""The race's figures: one workload through our consumer and each peer sink.
 
-Both sinks read the same change topic (``<prefix>.public.race_events``) from consumer
-groups of their own and write one document per row into the same MongoDB-wire store,
-each into a database of its own. One watcher stamps the moment each row's document first
-becomes visible in either database; latency is that moment minus the row's commit time
-as Debezium reports it (``source.ts_us``), the T0 of every figure in this project.
+Every sink reads the same change topic from a consumer group of its own and writes one
+document per row into the same MongoDB-wire store, each into a database of its own. One
+watcher stamps the moment each row's document first becomes visible in each database;
+latency is that moment minus the row's commit time as Debezium reports it
+(``source.ts_us``), the T0 of every figure in this project.
 
-This module holds the pure parts (connector config, figures, ratios, the table); the
-run itself is in ``race.run``.
+A race is made of legs (``race.run``): each sink alone at the offered rate (latency),
+each sink alone draining the same pre-produced backlog (throughput, CPU per row), in
+turn and repeated (A B C A B C …) so that drift on a noisy machine spreads over all of
+them, and one leg with every sink at once. This module holds the pure parts: figures,
+spreads over repeats, ratios ours/theirs and the tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
 
 from event_processor.metrics.stats import LatencySummary
-from event_processor.report.schema import RaceResult, RaceSide
-from event_processor.settings import Settings
-from event_processor.source.schema import RACE_TABLE
-from event_processor.stack.connect import JSON_CONVERTER
+from event_processor.race.sinks import OURS, SINKS
+from event_processor.report.schema import (
+    RaceIntegrity,
+    RaceLeg,
+    RaceResult,
+    RaceSide,
+    RaceSinkSummary,
+    RaceSpread,
+)
 
-SINK_CONNECTOR_CLASS = "io.debezium.connector.mongodb.MongoDbSinkConnector"
-SINK_CONNECTOR_NAME = "ep-race-debezium-sink"
-OURS = "ours"
-THEIRS = "debezium"
-SIDES = (OURS, THEIRS)
-DATABASES = {OURS: "ep_race_ours", THEIRS: "ep_race_debezium"}
-LABELS = {OURS: "event-processor consumer", THEIRS: "Debezium MongoDB sink"}
-RATIO_KEYS = ("throughput", "p50", "p95", "p99")
+LATENCY_KEYS = ("p50", "p95", "p99")
+RATIO_KEYS = ("throughput", *LATENCY_KEYS, "cpu")
+# ours / theirs that meets the target: at least as fast (throughput >= 1, latency <= 1)
+# and at most as dear (cpu <= 1).
+HIGHER_IS_BETTER = {"throughput"}
 
 
 class RaceBrokenError(ValueError):
     """A figure that cannot be right (a document visible before its commit)."""
-
-
-def race_topic(settings: Settings) -> str:
-    return f"{settings.topic_prefix}.public.{RACE_TABLE}"
-
-
-def sink_group(name: str = SINK_CONNECTOR_NAME) -> str:
-    """The consumer group Kafka Connect gives a sink connector."""
-    return f"connect-{name}"
-
-
-def sink_connector_config(
-    settings: Settings, topic: str, database: str, batch_size: int
-) -> dict[str, str]:
-    """Debezium's MongoDB sink for the race topic (Debezium 3.6 option names).
-
-    The sink understands Debezium's change-event envelope itself (its relational event
-    handler: c/r/u -> upsert-replace, d -> delete), so no ExtractNewRecordState is needed;
-    the value keeps its schema (the source writes it) and the document ``_id`` is the
-    record key, ``{"id": <pk>}``.
-    """
-    return {
-        "connector.class": SINK_CONNECTOR_CLASS,
-        "tasks.max": "1",
-        "topics": topic,
-        "mongodb.connection.string": settings.mongodb_uri(),
-        "sink.database": database,
-        # One collection named after the source table, as our consumer does.
-        # A literal: schemaless values give the sink no ${source.table} to resolve.
-        "collection.name.format": RACE_TABLE,
-        # Documents per ordered bulk write (FerretDB: keep below its pool of 200).
-        "batch.size": str(batch_size),
-        "key.converter": JSON_CONVERTER,
-        "key.converter.schemas.enable": "false",
-        "value.converter": JSON_CONVERTER,
-        "value.converter.schemas.enable": "false",  # as the source writes them
-        "errors.tolerance": "none",
-    }
-
-
-def redacted_config(config: Mapping[str, str]) -> dict[str, str]:
-    """A connector config fit for a report: no connection string (it may hold secrets)."""
-    return {k: v for k, v in config.items() if "connection" not in k}
 
 
 def side_result(
@@ -87,7 +50,7 @@ def side_result(
     t0_us: Mapping[int, int],
     visible_us: Mapping[int, int],
 ) -> RaceSide:
-    """Latency and throughput of one sink over the run's ``ids``.
+    """Latency and throughput of one sink over the leg's ``ids``.
 
     Latency is visible - T0 per row that has both stamps; throughput is the visible rows
     over the span from the first commit to the last document visible.
@@ -113,22 +76,175 @@ def side_result(
     )
 
 
-def _ratio(ours: float, theirs: float) -> float | None:
-    return round(ours / theirs, 3) if theirs > 0 else None
+def drain_rate(visible_us: Mapping[int, int], start_us: int) -> float | None:
+    """Rows per second a backlog drained at: every row over the time from ``start_us``
+    (the sink seen assigned its topic, after its start-up) or its first document, if
+    that came earlier, to its last document."""
+    if not visible_us:
+        return None
+    stamps = visible_us.values()
+    span_us = max(stamps) - min(start_us, min(stamps))
+    return round(len(visible_us) * 1e6 / span_us, 1) if span_us > 0 else None
 
 
-def ratios(ours: RaceSide, theirs: RaceSide) -> dict[str, float | None]:
-    """ours / theirs: throughput above 1 and latencies below 1 mean ours is faster."""
-    out: dict[str, float | None] = {
-        "throughput": _ratio(ours.throughput_eps, theirs.throughput_eps)
-    }
-    for key in RATIO_KEYS[1:]:
-        out[key] = _ratio(getattr(ours.latency_ms, key), getattr(theirs.latency_ms, key))
+def integrity(rows: Mapping[int, str], docs: Iterable[tuple[int, str | None]]) -> RaceIntegrity:
+    """A sink's documents (row id, payload) against PostgreSQL's rows (id -> payload)."""
+    seen: set[int] = set()
+    documents = extra = mismatched = 0
+    for row_id, payload in docs:
+        documents += 1
+        if row_id not in rows or row_id in seen:
+            extra += 1
+            continue
+        seen.add(row_id)
+        if payload != rows[row_id]:
+            mismatched += 1
+    return RaceIntegrity(
+        expected=len(rows),
+        documents=documents,
+        missing=len(rows) - len(seen),
+        extra=extra,
+        mismatched=mismatched,
+    )
+
+
+def integrity_text(check: RaceIntegrity) -> str:
+    if check.exact:
+        return f"exact ({check.documents} documents)"
+    parts = [f"{n} {what}" for n, what in ((check.missing, "missing"), (check.extra, "extra"),
+             (check.mismatched, "mismatched")) if n]  # fmt: skip
+    return f"{check.documents}/{check.expected} documents: " + ", ".join(parts)
+
+
+def spread(values: Iterable[float | None]) -> RaceSpread | None:
+    got = [v for v in values if v is not None]
+    if not got:
+        return None
+    return RaceSpread(
+        median=round(statistics.median(got), 3), min=round(min(got), 3), max=round(max(got), 3),
+        n=len(got),
+    )  # fmt: skip
+
+
+def _legs(legs: Sequence[RaceLeg], mode: str, sink: str) -> list[RaceSide]:
+    return [leg.sides[sink] for leg in legs if leg.mode == mode and sink in leg.sides]
+
+
+def summarize(
+    legs: Sequence[RaceLeg], configs: Mapping[str, dict[str, str]], processes: Mapping[str, str]
+) -> dict[str, RaceSinkSummary]:
+    """Each sink over its legs: the spread of its figures, completeness, integrity."""
+    out: dict[str, RaceSinkSummary] = {}
+    names = [n for n in SINKS if any(n in leg.sides for leg in legs)]
+    for name in names:
+        sink = SINKS[name]
+        rate = _legs(legs, "rate", name)
+        drain = _legs(legs, "drain", name)
+        every = [(leg, leg.sides[name]) for leg in legs if name in leg.sides]
+        problems = [
+            f"{leg.mode} #{leg.repeat}: {integrity_text(check)}"
+            for leg in legs
+            if name in leg.sides
+            and (check := leg.sides[name].integrity) is not None
+            and not check.exact
+        ]
+        out[name] = RaceSinkSummary(
+            label=sink.label,
+            database=sink.database,
+            process=processes.get(name, ""),
+            why=sink.why,
+            config=configs.get(name, {}),
+            drain_rows_per_s=spread(s.drain_rows_per_s for s in drain),
+            p50_ms=spread(s.latency_ms.p50 for s in rate if s.latency_ms.count),
+            p95_ms=spread(s.latency_ms.p95 for s in rate if s.latency_ms.count),
+            p99_ms=spread(s.latency_ms.p99 for s in rate if s.latency_ms.count),
+            cpu_s_per_1000_rows=spread(s.cpu_s_per_1000_rows for s in drain),
+            complete=all(s.visible == leg.events for leg, s in every),
+            integrity_problems=problems,
+        )
     return out
 
 
-def race_passed(events: int, sides: Mapping[str, RaceSide]) -> bool:
-    return all(s.visible == events and s.latency_ms.count == events for s in sides.values())
+def _figure(side: RaceSide, key: str) -> float | None:
+    if key == "throughput":
+        return side.drain_rows_per_s
+    if key == "cpu":
+        return side.cpu_s_per_1000_rows
+    return float(getattr(side.latency_ms, key)) if side.latency_ms.count else None
+
+
+def paired_ratios(legs: Sequence[RaceLeg], peer: str) -> dict[str, RaceSpread | None]:
+    """ours / peer per figure, paired repeat by repeat (the legs of one repeat ran side
+    by side in time), with the spread over the repeats."""
+    out: dict[str, RaceSpread | None] = {}
+    for key in RATIO_KEYS:
+        mode = "rate" if key in LATENCY_KEYS else "drain"
+        by_repeat: dict[int, dict[str, float | None]] = {}
+        for leg in legs:
+            if leg.mode != mode:
+                continue
+            for name in (OURS, peer):
+                if name in leg.sides:
+                    by_repeat.setdefault(leg.repeat, {})[name] = _figure(leg.sides[name], key)
+        values = []
+        for pair in by_repeat.values():
+            ours, theirs = pair.get(OURS), pair.get(peer)
+            if ours is not None and theirs:
+                values.append(ours / theirs)
+        out[key] = spread(values)
+    return out
+
+
+def target_met(key: str, ratio: RaceSpread | None) -> bool | None:
+    """Whether the median ratio ours/theirs meets the target (None: no figure)."""
+    if ratio is None:
+        return None
+    return ratio.median >= 1.0 if key in HIGHER_IS_BETTER else ratio.median <= 1.0
+
+
+def assemble(
+    *,
+    events: int,
+    rate: float,
+    repeats: int,
+    timeout_s: float,
+    table: str,
+    backlog_rows: int | None = None,
+    backlog_table: str,
+    topic: str,
+    probe: str,
+    poll_interval_ms: float,
+    legs: Sequence[RaceLeg],
+    configs: Mapping[str, dict[str, str]],
+    processes: Mapping[str, str],
+    schedule_lag_us: Sequence[int] = (),
+    notes: Sequence[str] = (),
+) -> RaceResult:
+    """The race's result entry from its legs."""
+    sinks = summarize(legs, configs, processes)
+    peers = [n for n in sinks if n != OURS]
+    ratios = {p: paired_ratios(legs, p) for p in peers}
+    targets = {p: {k: target_met(k, r) for k, r in ratios[p].items()} for p in peers}
+    ours = sinks.get(OURS)
+    return RaceResult(
+        events=events,
+        rate=rate,
+        repeats=repeats,
+        backlog_rows=backlog_rows or events,
+        timeout_s=timeout_s,
+        table=table,
+        backlog_table=backlog_table,
+        topic=topic,
+        probe=probe,
+        poll_interval_ms=poll_interval_ms,
+        sinks=sinks,
+        legs=list(legs),
+        ratios=ratios,
+        targets=targets,
+        schedule_lag_ms=LatencySummary.from_us(schedule_lag_us),
+        notes=list(notes),
+        passed=ours is not None and ours.complete and not ours.integrity_problems,
+    )
 
 
 def latency_samples_ms(
@@ -138,90 +254,72 @@ def latency_samples_ms(
     return [(visible_us[i] - t0_us[i]) / 1000 for i in ids if i in visible_us and i in t0_us]
 
 
-def _ms(value: float) -> str:
-    return f"{value:.1f}"
+def _fig(value: RaceSpread | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if value.n == 1 or value.min == value.max:
+        return f"{value.median:.{digits}f}"
+    return f"{value.median:.{digits}f} ({value.min:.{digits}f}-{value.max:.{digits}f})"
 
 
-def _ratio_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def _x(value: float) -> str:
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
+
+
+def _ratio(value: RaceSpread | None) -> str:
+    if value is None:
+        return "-"
+    if value.n == 1:
+        return _x(value.median)
+    return f"{_x(value.median)} ({_x(value.min)}-{_x(value.max)})"
+
+
+def summary_rows(race: RaceResult) -> list[list[str]]:
+    """One row per sink (median and spread over the repeats), then the ratio rows."""
+    rows = []
+    for s in race.sinks.values():
+        rows.append([
+            s.label,
+            _fig(s.drain_rows_per_s),
+            _fig(s.p50_ms), _fig(s.p95_ms), _fig(s.p99_ms),
+            _fig(s.cpu_s_per_1000_rows, 2),
+            ("complete" if s.complete else "NOT all visible") + ", "
+            + ("exact" if not s.integrity_problems else "; ".join(s.integrity_problems)),
+        ])  # fmt: skip
+    for peer, r in race.ratios.items():
+        rows.append([
+            f"ours / {race.sinks[peer].label}",
+            _ratio(r.get("throughput")),
+            _ratio(r.get("p50")), _ratio(r.get("p95")), _ratio(r.get("p99")),
+            _ratio(r.get("cpu")),
+            ", ".join(f"{k} {'met' if v else 'NOT met'}"
+                      for k, v in race.targets.get(peer, {}).items() if v is not None),
+        ])  # fmt: skip
+    return rows
+
+
+SUMMARY_HEAD = ("sink", "drain rows/s", "p50 ms", "p95 ms", "p99 ms", "CPU s/1000 rows",
+                "visibility, integrity")  # fmt: skip
 
 
 def race_table(race: RaceResult) -> Table:
-    """Both sinks side by side, and the ratios ours/theirs."""
-    verdict = "[green]all visible[/]" if race.passed else "[red]NOT all visible[/]"
+    """Every sink side by side (median, min-max over repeats), and the ratios ours/theirs."""
+    verdict = "[green]ours complete and exact[/]" if race.passed else "[red]ours NOT exact[/]"
     table = Table(
-        title=f"race: {race.events} rows at {race.rate:g}/s, commit -> document visible "
+        title=f"race: {race.repeats} repeat(s) of each sink alone ({race.events} rows at "
+        f"{race.rate:g}/s; a backlog of {race.backlog_rows} rows), commit -> document visible "
         f"({race.probe}, poll {race.poll_interval_ms:g} ms): {verdict}"
     )
-    for col in ("sink", "visible", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms",
-                "rows/s"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "sink" else "right")
-    for side in race.sides.values():
-        s = side.latency_ms
-        table.add_row(
-            side.label,
-            f"{side.visible}/{race.events}",
-            _ms(s.p50),
-            _ms(s.p95),
-            _ms(s.p99),
-            _ms(s.p999),
-            _ms(s.max),
-            f"{side.throughput_eps:.1f}",
-        )
-    r = race.ratios
-    table.add_row(
-        "ratio ours/theirs",
-        "",
-        _ratio_text(r.get("p50")),
-        _ratio_text(r.get("p95")),
-        _ratio_text(r.get("p99")),
-        "",
-        "",
-        _ratio_text(r.get("throughput")),
-    )
+    for col in SUMMARY_HEAD:
+        table.add_column(col, justify="left" if col in ("sink", SUMMARY_HEAD[-1]) else "right")
+    for row in summary_rows(race):
+        table.add_row(*row)
     return table
 
 
-def assemble(
-    *,
-    events: int,
-    rate: float,
-    timeout_s: float,
-    topic: str,
-    probe: str,
-    poll_interval_ms: float,
-    ids: Sequence[int],
-    t0_us: Mapping[int, int],
-    visible_us: Mapping[str, Mapping[int, int]],
-    schedule_lag_us: Sequence[int] = (),
-    sink_config: Mapping[str, str] | None = None,
-    notes: Sequence[str] = (),
-) -> RaceResult:
-    """The race's result entry from the raw stamps."""
-    sides = {
-        side: side_result(LABELS[side], DATABASES[side], ids, t0_us, visible_us.get(side, {}))
-        for side in SIDES
-    }
-    return RaceResult(
-        events=events,
-        rate=rate,
-        timeout_s=timeout_s,
-        table=RACE_TABLE,
-        topic=topic,
-        probe=probe,
-        poll_interval_ms=poll_interval_ms,
-        sides=sides,
-        ratios=ratios(sides[OURS], sides[THEIRS]),
-        schedule_lag_ms=LatencySummary.from_us(schedule_lag_us),
-        sink_config=redacted_config(sink_config or {}),
-        notes=list(notes),
-        passed=race_passed(events, sides),
-    )
-
-
 def race_plots(samples_ms: Mapping[str, Sequence[float]]) -> dict[str, bytes]:
-    """The percentile curves of both sinks in one figure."""
+    """The percentile curves of every sink (alone at the rate, all repeats) in one figure."""
     from event_processor.report.plots import percentile_curve
 
-    series: dict[str, Any] = {LABELS[k]: v for k, v in samples_ms.items()}
+    series: dict[str, Any] = {SINKS[k].label: v for k, v in samples_ms.items() if v}
     return {"race_percentiles": percentile_curve(series, title="Commit to document visible")}

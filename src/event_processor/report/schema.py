@@ -211,8 +211,37 @@ class CapacitySection(BaseModel):
     interrupted: str | None = None
 
 
+class RaceSpread(BaseModel):
+    """One figure over a race's repeats: median, min and max."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    median: float
+    min: float
+    max: float
+    n: int
+
+
+class RaceIntegrity(BaseModel):
+    """A sink's database against PostgreSQL's rows of what it was given (count, content)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected: int  # rows in PostgreSQL the sink was given
+    documents: int  # documents in its database
+    missing: int = 0
+    extra: int = 0  # documents of no row (or a row's second document)
+    mismatched: int = 0  # documents whose payload differs from the row's
+
+    @property
+    def exact(self) -> bool:
+        return self.missing == self.extra == self.mismatched == 0 and (
+            self.documents == self.expected
+        )
+
+
 class RaceSide(BaseModel):
-    """One sink of a race: commit (Debezium ``source.ts_us``) to document visible."""
+    """One sink in one leg of a race: commit (Debezium ``source.ts_us``) to visible."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -222,26 +251,68 @@ class RaceSide(BaseModel):
     latency_ms: LatencySummary
     throughput_eps: float  # visible rows / (last visible - first commit)
     duration_s: float = 0.0
+    # Backlog legs: rows made visible after the watcher first saw one, per second to the
+    # last one (the sink's start-up is left out).
+    drain_rows_per_s: float | None = None
+    # CPU seconds of the sink's process per 1,000 rows (None: not attributable, e.g. a
+    # Connect worker running several sinks, or a user's Connect cluster).
+    cpu_s_per_1000_rows: float | None = None
+    integrity: RaceIntegrity | None = None
 
 
-class RaceResult(BaseModel):
-    """The same workload through our consumer and through Debezium's MongoDB sink."""
+class RaceLeg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str  # "rate" (alone at the offered rate), "drain" (alone, backlog), "together"
+    repeat: int
+    events: int
+    sides: dict[str, RaceSide]
+
+
+class RaceSinkSummary(BaseModel):
+    """One sink over every leg of a race."""
 
     model_config = ConfigDict(extra="forbid")
 
-    events: int  # rows inserted (one transaction each)
+    label: str
+    database: str
+    process: str  # what its CPU figure is the CPU of
+    why: str  # what was chosen for its configuration, and why
+    config: dict[str, str] = Field(default_factory=dict)  # without connection strings
+    drain_rows_per_s: RaceSpread | None = None
+    p50_ms: RaceSpread | None = None
+    p95_ms: RaceSpread | None = None
+    p99_ms: RaceSpread | None = None
+    cpu_s_per_1000_rows: RaceSpread | None = None  # from its backlog legs
+    complete: bool = True  # every row visible in every leg
+    integrity_problems: list[str] = Field(default_factory=list)  # empty: exact every leg
+
+
+class RaceResult(BaseModel):
+    """The same workload through our consumer and each peer sink, timed alike."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: int  # rows inserted per leg at the rate (one transaction each)
     rate: float
+    repeats: int = 1
+    backlog_rows: int = 0  # rows of the backlog each sink drained
     timeout_s: float
     table: str
+    backlog_table: str = ""
     topic: str
     probe: str  # how visibility was observed
     poll_interval_ms: float
-    sides: dict[str, RaceSide]  # "ours", "debezium"
-    ratios: dict[str, float | None] = Field(default_factory=dict)  # ours / theirs
+    sinks: dict[str, RaceSinkSummary] = Field(default_factory=dict)
+    legs: list[RaceLeg] = Field(default_factory=list)
+    # peer -> figure -> ours / peer over the repeats, paired repeat by repeat:
+    # "throughput" (backlog drain rate: above 1 ours is faster), "p50"/"p95"/"p99"
+    # (alone at the rate: below 1 ours is faster), "cpu" (per row: below 1 ours is cheaper)
+    ratios: dict[str, dict[str, RaceSpread | None]] = Field(default_factory=dict)
+    targets: dict[str, dict[str, bool | None]] = Field(default_factory=dict)
     schedule_lag_ms: LatencySummary = Field(default_factory=LatencySummary)
-    sink_config: dict[str, str] = Field(default_factory=dict)  # without the connection string
     notes: list[str] = Field(default_factory=list)
-    passed: bool  # every row visible in both databases within the timeout
+    passed: bool  # ours: every row visible and exact in every leg
 
 
 class ResultDocument(BaseModel):

@@ -150,14 +150,20 @@ def sync_identities(conn: Any) -> None:
     conn.commit()
 
 
-# --- the race table ---------------------------------------------------------------------
-# `event-processor race` drives one-row inserts into this table through two sinks (ours
-# and Debezium's MongoDB sink connector) into databases of their own. It is no part of
-# the commerce model: the verifier skips it (see verify.compare.SKIPPED_TABLES).
+# --- the race tables --------------------------------------------------------------------
+# `event-processor race` drives one-row inserts into these tables through several sinks
+# into databases of their own: RACE_TABLE at a fixed rate (latency), RACE_BACKLOG_TABLE
+# once, before any sink runs, as the backlog each sink drains in turn (throughput; a
+# table of its own so that the backlog's topic holds nothing else). They are no part of
+# the commerce model: the verifier skips them (see verify.compare.SKIPPED_TABLES).
 RACE_TABLE = "race_events"
+RACE_BACKLOG_TABLE = "race_backlog"
+RACE_TABLES = (RACE_TABLE, RACE_BACKLOG_TABLE)
 
-_RACE_DDL = f"""
-CREATE TABLE IF NOT EXISTS public.{RACE_TABLE} (
+
+def _race_ddl(table: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS public.{table} (
     id       bigint PRIMARY KEY,
     payload  text NOT NULL,
     created  timestamptz NOT NULL DEFAULT now()
@@ -166,7 +172,7 @@ CREATE TABLE IF NOT EXISTS public.{RACE_TABLE} (
 
 
 def apply_race_schema(conn: Any) -> None:
-    """Create the race table if missing and empty it; commits.
+    """Create the race tables if missing and empty them; commits.
 
     Emptied with DELETE, not TRUNCATE: the connector emits TRUNCATE events (even for an
     empty table), and Debezium's MongoDB sink has no handler for them (its task fails);
@@ -174,16 +180,18 @@ def apply_race_schema(conn: Any) -> None:
     """
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-        cur.execute(_RACE_DDL)
-        cur.execute(f"DELETE FROM public.{RACE_TABLE}")
+        for table in RACE_TABLES:
+            cur.execute(_race_ddl(table))
+            cur.execute(f"DELETE FROM public.{table}")
     conn.commit()
 
 
 def truncate_race(conn: Any) -> None:
-    """Empty the race table (if it exists); commits."""
+    """Empty the race tables (those that exist); commits."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT to_regclass('public.{RACE_TABLE}') IS NOT NULL")
-        row = cur.fetchone()
-        if row and row[0]:
-            cur.execute(f"DELETE FROM public.{RACE_TABLE}")  # see apply_race_schema
+        for table in RACE_TABLES:
+            cur.execute(f"SELECT to_regclass('public.{table}') IS NOT NULL")
+            row = cur.fetchone()
+            if row and row[0]:
+                cur.execute(f"DELETE FROM public.{table}")  # see apply_race_schema
     conn.commit()

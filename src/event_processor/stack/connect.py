@@ -29,19 +29,22 @@ def _dir(settings: Settings) -> Path:
     return settings.state_dir / "connect"
 
 
-def worker_properties(settings: Settings, plugin_path: Path) -> str:
-    port = settings.connect_port
+def worker_properties(
+    settings: Settings, plugin_path: Path, group: str = "ep-connect", port: int | None = None
+) -> str:
+    """A distributed worker of cluster ``group`` (its storage topics are named after it)."""
+    port = port or settings.connect_port
     return "\n".join(
         [
             f"bootstrap.servers={settings.kafka_servers()}",
-            "group.id=ep-connect",
+            f"group.id={group}",
             f"key.converter={JSON_CONVERTER}",
             f"value.converter={JSON_CONVERTER}",
             "key.converter.schemas.enable=false",
             "value.converter.schemas.enable=false",
-            "config.storage.topic=ep-connect-configs",
-            "offset.storage.topic=ep-connect-offsets",
-            "status.storage.topic=ep-connect-status",
+            f"config.storage.topic={group}-configs",
+            f"offset.storage.topic={group}-offsets",
+            f"status.storage.topic={group}-status",
             "config.storage.replication.factor=1",
             "offset.storage.replication.factor=1",
             "status.storage.replication.factor=1",
@@ -149,7 +152,7 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None, timeout: fl
     return json.loads(raw) if raw else None
 
 
-def _ready(url: str) -> bool:
+def ready(url: str) -> bool:
     info = _http("GET", url + "/", timeout=3)
     _http("GET", url + "/connectors", timeout=3)  # answers only once the worker joined
     return bool(info and "version" in info)
@@ -171,7 +174,7 @@ def start(settings: Settings, log_provision: Path) -> str:
         "org.apache.kafka.connect.cli.ConnectDistributed", str(props),
     )  # fmt: skip
     record = process.spawn(settings.state_dir, SERVICE, argv, log, str(props))
-    process.wait_ready("connect", lambda: _ready(settings.connect_endpoint()), 180, record, log)
+    process.wait_ready("connect", lambda: ready(settings.connect_endpoint()), 180, record, log)
     return f"started (pid {record.pid})"
 
 
@@ -331,7 +334,7 @@ def delete_connector(settings: Settings, name: str, timeout_s: float = 30) -> bo
 
 def health(settings: Settings) -> tuple[bool, str, str]:
     try:
-        _ready(settings.connect_endpoint())
+        ready(settings.connect_endpoint())
         state = connector_state(connector_status(settings))
     except (OSError, ValueError) as exc:
         return False, f"{type(exc).__name__}: {exc}", "UNKNOWN"

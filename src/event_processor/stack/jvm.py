@@ -65,6 +65,12 @@ def ensure_jars(settings: Settings, log: Path) -> Path:
          f"-DoutputDirectory={cache / 'plugins'}"],
         log, fix,
     )  # fmt: skip
+    process.run_checked(
+        "maven",
+        [mvn, "-B", "-q", "-f", str(pom), *props, "dependency:copy@sink-plugins",
+         f"-DoutputDirectory={cache / 'plugins' / 'mongo-kafka-connect'}"],
+        log, fix,
+    )  # fmt: skip
     (cache / ".complete").write_text("ok\n")
     return cache
 

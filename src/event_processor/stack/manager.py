@@ -112,7 +112,10 @@ def first_start_notes(settings: Settings) -> list[tuple[str, str]]:
 def down(settings: Settings, purge: bool = False) -> list[tuple[str, str]]:
     """Stop the local services we started (by PID, reverse order); optionally purge data."""
     result = []
+    from event_processor.race import worker as race_worker
+
     stoppers = {
+        "race-connect": race_worker.stop,  # left by an interrupted race
         "ferretdb": ferretdb.stop,
         "connect": connect.stop,
         "kafka": kafka.stop,
@@ -120,9 +123,10 @@ def down(settings: Settings, purge: bool = False) -> list[tuple[str, str]]:
     }
     for name, stop in stoppers.items():
         stopped = stop(settings)
-        result.append((name, "stopped" if stopped else "not running"))
+        if stopped or name != "race-connect":
+            result.append((name, "stopped" if stopped else "not running"))
     if purge:
-        for name in SERVICES:
+        for name in (*SERVICES, "race-connect"):
             if name in ("postgres", "ferretdb-pg"):
                 shutil.rmtree(postgres.cluster_dir(settings, name), ignore_errors=True)
             shutil.rmtree(settings.state_dir / name, ignore_errors=True)
@@ -174,6 +178,7 @@ def status(settings: Settings, cost_window_s: float = 0.0) -> dict[str, Any]:
         },
         "mongo": {
             "uri": redact(settings.mongodb_uri()),
+            "database": settings.mongo_database,
             "ok": m_ok,
             "detail": m_detail,
             **local("ferretdb"),

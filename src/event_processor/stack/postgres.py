@@ -19,6 +19,23 @@ from event_processor.stack import process
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SERVICE = "postgres"
 
+# Who may connect to a cluster of ours: the superuser ``postgres`` (the stack's own
+# clients) without a password, over loopback and the socket in the state folder only;
+# every other role with its password (SCRAM), as on a real server, so a role made for
+# EP_PG_DSN is refused without it here too. initdb's default trusts every role.
+HBA_CONF = """\
+# Written by event-processor (stack/postgres.py) at every `stack up`: edits are replaced.
+# TYPE  DATABASE     USER      ADDRESS        METHOD
+local   all          postgres                 trust
+local   replication  postgres                 trust
+host    all          postgres  127.0.0.1/32   trust
+host    replication  postgres  127.0.0.1/32   trust
+local   all          all                      scram-sha-256
+local   replication  all                      scram-sha-256
+host    all          all       127.0.0.1/32   scram-sha-256
+host    replication  all       127.0.0.1/32   scram-sha-256
+"""
+
 
 def _can_connect(port: int, dbname: str = "postgres") -> bool:
     conn = psycopg2.connect(
@@ -83,6 +100,9 @@ def start_instance(
 ) -> str:
     """Start (initialising on first use) a PostgreSQL cluster of ours on 127.0.0.1."""
     if running := process.already_running(settings.state_dir, service):
+        # A cluster started before HBA_CONF existed trusts every role: reload it with it.
+        if ensure_hba(cluster_dir(settings, service) / "data"):
+            _reload_conf(port)
         return running
     process.ensure_port_free(service, port, port_env)
     ensure_installed(settings.state_dir / "provision.log")
@@ -98,6 +118,7 @@ def start_instance(
         process.run_checked(
             service, [*initdb, "-E", "UTF8"], log, f"remove {data} and retry", user="postgres"
         )
+    ensure_hba(data)
     argv = [
         str(PG_BIN / "postgres"),
         "-D", str(data),
@@ -110,6 +131,32 @@ def start_instance(
     process.wait_ready(service, lambda: _can_connect(port), 60, record, log)
     _ensure_database(port, database)
     return f"started (pid {record.pid})"
+
+
+def ensure_hba(data: Path) -> bool:
+    """Make HBA_CONF the cluster's pg_hba.conf; True when the file changed."""
+    path = data / "pg_hba.conf"
+    try:
+        if path.read_text() == HBA_CONF:
+            return False
+    except OSError:
+        pass
+    path.write_text(HBA_CONF)
+    path.chmod(0o600)
+    _chown_postgres(path)
+    return True
+
+
+def _reload_conf(port: int) -> None:
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=5
+    )
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_reload_conf()")
+    finally:
+        conn.close()
 
 
 def start(settings: Settings) -> str:
