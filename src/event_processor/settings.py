@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -116,6 +117,17 @@ class Settings(BaseSettings):
     # FerretDB holds one PostgreSQL connection per statement of a write command until the
     # command ends (pool 200): the sink's default of 500 can stall it (see README "Race").
     race_sink_batch_size: int = Field(default=100, ge=1, le=200)
+    # `event-processor load --sink external`: a pipeline that is not ours, measured from
+    # the outside (race.external). The benchmark table its workload writes (created when
+    # missing: id bigint primary key, payload text), where the user's pipeline puts its
+    # rows (default: the database of EP_MONGO_URI, a collection named as the table), how
+    # a row's _id looks there ("auto" tries "42", 42 and {"id": 42}), and the change
+    # topic that gives each row's commit time (default <prefix>.<schema>.<table>).
+    external_table: str = Field(default="public.ep_blackbox", pattern=r"^\w+\.\w+$")
+    external_database: str | None = None
+    external_collection: str | None = None
+    external_id: Literal["auto", "string", "number", "key-document"] = "auto"
+    external_topic: str | None = None
     # A change event whose Kafka value is bigger is dead-lettered, not applied (the
     # broker's own default limit is about 1 MB, so this guard matters on topics allowed more).
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)

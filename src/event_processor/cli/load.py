@@ -39,6 +39,11 @@ def add_subcommands(sub: Any) -> None:
     load.add_argument("--baseline-tolerance", action="append", default=[],
                       metavar="METRIC:PCT",
                       help="allowed regression, e.g. p95:15%% (default p50,p95,p99)")  # fmt: skip
+    load.add_argument("--sink", choices=("ours", "external"), default="ours",
+                      help="external: measure your own pipeline from the outside, without "
+                      "starting our consumer (mapping: EP_EXTERNAL_TABLE, EP_EXTERNAL_DATABASE,"
+                      " EP_EXTERNAL_COLLECTION, EP_EXTERNAL_ID, EP_EXTERNAL_TOPIC; README "
+                      "\"Measuring your own pipeline\")")  # fmt: skip
     load.add_argument("--no-dashboard", action="store_true", help="no live dashboard")
     load.add_argument("--reports", type=Path, metavar="DIR", help="output directory (reports/)")
     load.add_argument("--json", action="store_true", help="print the result document as JSON")
@@ -133,6 +138,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False)
     out = wide_console(Console(highlight=False))
     scenario = resolve_scenario(args)
+    if args.sink == "external":
+        return _load_external(args, scenario, out, err)
     tols = tolerances(args.baseline_tolerance) if args.baseline else {}
     reports_dir = args.reports or default_reports_dir()
     baseline_path = resolve_baseline(args.baseline, reports_dir) if args.baseline else None
@@ -164,6 +171,32 @@ def cmd_load(args: argparse.Namespace) -> int:
     for msg in outcome.failures():
         if not any(msg == g for g in gate_lines(doc)):
             err.print(f"[red]{msg}[/]", soft_wrap=True)
+    err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
+    return 0 if outcome.passed else 1
+
+
+def _load_external(args: argparse.Namespace, scenario: Any, out: Any, err: Any) -> int:
+    """`load --sink external`: the user's pipeline timed from the outside (race.external)."""
+    from event_processor.perf.results import default_reports_dir, write_race_reports
+    from event_processor.race.external import outcome_lines, run_external
+    from event_processor.race.result import external_result
+    from event_processor.race.run import RaceOutcome
+    from event_processor.report.schema import to_json
+    from event_processor.settings import get_settings
+
+    settings = get_settings()
+    outcome = run_external(settings, scenario, say=lambda msg: err.print(f"[dim]{msg}[/]"))
+    result = external_result(scenario, outcome)
+    latest, stamped, html, doc = write_race_reports(
+        settings, RaceOutcome(result, {"external": outcome.samples_ms}),
+        args.reports or default_reports_dir(),
+    )  # fmt: skip
+    if args.json:
+        out.print_json(to_json(doc))
+    else:
+        for line in outcome_lines(outcome):
+            out.print(line, soft_wrap=True)
+        out.print("PASSED" if outcome.passed else "[red]FAILED[/]")
     err.print(f"wrote {latest}, {stamped.name}, {html.name}", soft_wrap=True)
     return 0 if outcome.passed else 1
 

@@ -43,6 +43,9 @@ def add_subcommands(sub: Any) -> None:
     verify.add_argument(
         "--group", help="consumer group whose lag must be zero (default EP_CONSUMER_GROUP)"
     )
+    verify.add_argument("--sink", choices=("ours", "external"), default="ours",
+                        help="external: the black-box benchmark table against your "
+                        "pipeline's documents, by the EP_EXTERNAL_* mapping")  # fmt: skip
     verify.set_defaults(func=cmd_verify)
 
 
@@ -135,6 +138,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from event_processor.settings import get_settings
     from event_processor.verify import run_verify
 
+    if args.sink == "external":
+        from event_processor.race.external import mapping_from, verify_external
+        from event_processor.race.result import integrity_text
+
+        settings = get_settings()
+        check = verify_external(settings)
+        where = ", ".join(f"{k} {v}" for k, v in mapping_from(settings).describe().items())
+        out.print(f"verify (external, {where}): {integrity_text(check)}", soft_wrap=True)
+        return 0 if check.exact else 1
     json_path = Path(args.json) if args.json else None
     with console.status("verify: waiting for the pipeline to drain, then comparing…"):
         report = run_verify(get_settings(), args.timeout, json_path, group=args.group)

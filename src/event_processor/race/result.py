@@ -323,3 +323,28 @@ def race_plots(samples_ms: Mapping[str, Sequence[float]]) -> dict[str, bytes]:
 
     series: dict[str, Any] = {SINKS[k].label: v for k, v in samples_ms.items() if v}
     return {"race_percentiles": percentile_curve(series, title="Commit to document visible")}
+
+
+def external_result(scenario: Any, outcome: Any) -> RaceResult:
+    """A black-box run (race.external) as a race document of one sink."""
+    from event_processor.race.external import EXTERNAL, outcome_lines
+
+    side = outcome.side
+    leg = RaceLeg(mode="rate", repeat=1, events=scenario.events, sides={EXTERNAL: side})
+    problems = [] if side.integrity is None or side.integrity.exact else [
+        f"rate #1: {integrity_text(side.integrity)}"]  # fmt: skip
+    summary = RaceSinkSummary(
+        label=side.label, database=side.database, process="not measured (not ours to watch)",
+        why="your pipeline, measured from the outside: our consumer was not started",
+        config=outcome.mapping.describe(),
+        p50_ms=spread([side.latency_ms.p50]), p95_ms=spread([side.latency_ms.p95]),
+        p99_ms=spread([side.latency_ms.p99]), complete=side.visible == scenario.events,
+        integrity_problems=problems,
+    )  # fmt: skip
+    return RaceResult(
+        events=scenario.events, rate=scenario.rate, repeats=1,
+        timeout_s=scenario.delivery_timeout_s, table=outcome.mapping.table,
+        topic=outcome.mapping.topic, probe="black box: " + outcome.t0_source,
+        poll_interval_ms=2.0, sinks={EXTERNAL: summary}, legs=[leg],
+        notes=outcome_lines(outcome), passed=outcome.passed,
+    )  # fmt: skip

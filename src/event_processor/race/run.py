@@ -120,7 +120,9 @@ class Probe(Protocol):
 
 
 class StoreProbe:
-    """Reads FerretDB's PostgreSQL storage by ``_id`` (indexed), see the module doc."""
+    """Reads FerretDB's PostgreSQL storage by ``_id`` (indexed), see the module doc. The
+    collection's table is looked up when first needed and until it exists: a sink that
+    was not given one creates it with its first write."""
 
     name = "FerretDB storage by _id index"
 
@@ -128,24 +130,38 @@ class StoreProbe:
         import psycopg2
 
         self.sink = sink
+        self.collection = collection
         self.conn = psycopg2.connect(dsn, application_name="ep-race-watch")
         self.conn.autocommit = True
-        with self.conn.cursor() as cur:
-            cur.execute(
-                f"SELECT _jsonb->>'table' FROM \"{sink.database}\"._ferretdb_database_metadata "
-                "WHERE _jsonb->'_id' = %s::jsonb",
-                (json.dumps(collection),),
-            )
-            row = cur.fetchone()
+        self.sql: str | None = None
+
+    def _resolve(self) -> str | None:
+        from psycopg2 import errors as pg_errors
+
+        database = self.sink.database
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT _jsonb->>'table' FROM \"{database}\"._ferretdb_database_metadata "
+                    "WHERE _jsonb->'_id' = %s::jsonb",
+                    (json.dumps(self.collection),),
+                )
+                row = cur.fetchone()
+        except pg_errors.UndefinedTable:  # no such database (FerretDB schema) yet
+            return None
         if row is None:
-            raise RaceError(f"FerretDB has no collection {sink.database}.{collection}")
-        self.sql = (
-            f'SELECT _jsonb->\'_id\' FROM "{sink.database}"."{row[0]}" '
+            return None
+        return (
+            f'SELECT _jsonb->\'_id\' FROM "{database}"."{row[0]}" '
             "WHERE _jsonb->'_id' = ANY(%s::jsonb[])"
         )
 
     def visible(self, ids: list[int]) -> list[int]:
-        keys = [json.dumps(self.sink.encode_id(i)) for i in ids]
+        if self.sql is None:
+            self.sql = self._resolve()
+            if self.sql is None:
+                return []
+        keys = [json.dumps(k) for i in ids for k in self.sink.encode_ids(i)]
         with self.conn.cursor() as cur:
             cur.execute(self.sql, (keys,))
             return [self.sink.decode_id(r[0]) for r in cur.fetchall()]
@@ -167,7 +183,7 @@ class WireProbe:
         self.coll = self.client[sink.database][collection]
 
     def visible(self, ids: list[int]) -> list[int]:
-        keys = [self.sink.encode_id(i) for i in ids]
+        keys = [k for i in ids for k in self.sink.encode_ids(i)]
         docs = self.coll.find({"_id": {"$in": keys}}, {"_id": 1})
         return [self.sink.decode_id(d["_id"]) for d in docs]
 
@@ -322,10 +338,10 @@ def payload_for(row_id: int) -> str:
     return (seed * (PAYLOAD_BYTES // len(seed) + 1))[:PAYLOAD_BYTES]
 
 
-def _insert(conn: Any, table: str, row_id: int) -> None:
+def _insert(conn: Any, relation: str, row_id: int) -> None:
     with conn.cursor() as cur:
         cur.execute(
-            f"INSERT INTO public.{table} (id, payload) VALUES (%s, %s)",
+            f"INSERT INTO {relation} (id, payload) VALUES (%s, %s)",
             (row_id, payload_for(row_id)),
         )
     conn.commit()
@@ -336,7 +352,7 @@ def run_inserts(
     ids: list[int],
     rate: float,
     on_commit: Callable[[int], None],
-    table: str = RACE_TABLE,
+    relation: str = f"public.{RACE_TABLE}",
 ) -> list[int]:
     """Insert ``ids`` open loop at ``rate`` (one row per transaction); schedule lags in µs."""
     import psycopg2
@@ -358,7 +374,7 @@ def run_inserts(
                 while (delay := due - time.perf_counter_ns()) > 0:
                     time.sleep(delay / 1e9)
                 lag = schedule.now_us() - schedule.intended_us(i)
-                _insert(conn, table, ids[i])
+                _insert(conn, relation, ids[i])
                 on_commit(ids[i])
                 with lock:
                     lags.append(lag)
@@ -437,20 +453,20 @@ def _prepare_database(settings: Settings, sink: Sink, collection: str) -> None:
         client.close()
 
 
-def _source_rows(settings: Settings, table: str, ids: list[int]) -> dict[int, str]:
-    """PostgreSQL's rows of ``ids`` in ``table``: id -> payload."""
+def source_rows(settings: Settings, relation: str, ids: list[int]) -> dict[int, str]:
+    """PostgreSQL's rows of ``ids`` in ``relation`` (schema.table): id -> payload."""
     import psycopg2
 
     conn = psycopg2.connect(settings.postgres_dsn(), application_name="ep-race-check")
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT id, payload FROM public.{table} WHERE id = ANY(%s)", (ids,))
+            cur.execute(f"SELECT id, payload FROM {relation} WHERE id = ANY(%s)", (ids,))
             return {int(i): str(p) for i, p in cur.fetchall()}
     finally:
         conn.close()
 
 
-def _sink_documents(settings: Settings, sink: Sink, collection: str) -> list[tuple[int, Any]]:
+def sink_documents(settings: Settings, sink: Sink, collection: str) -> list[tuple[int, Any]]:
     """Every document of the sink's database as (row id, payload), over the wire."""
     client = _mongo(settings)
     try:
@@ -460,7 +476,7 @@ def _sink_documents(settings: Settings, sink: Sink, collection: str) -> list[tup
         client.close()
 
 
-def _start_offsets(settings: Settings, topic: str) -> dict[int, int]:
+def start_offsets(settings: Settings, topic: str) -> dict[int, int]:
     from event_processor.testing import end_offsets
 
     return {p: off for (t, p), off in end_offsets(settings, [topic]).items() if t == topic}
@@ -489,7 +505,7 @@ def _delete_group(settings: Settings, group: str, timeout_s: float = 15.0) -> No
         admin.close()
 
 
-def _wait(
+def wait_for(
     predicate: Callable[[], bool], timeout_s: float, what: str, fix: str, interval_s: float = 0.05
 ) -> None:
     from event_processor.testing import wait_until
@@ -627,7 +643,7 @@ def run_leg(
     settings = race.settings
     table = RACE_BACKLOG_TABLE if backlog is not None else RACE_TABLE
     topic = race_topic(settings, table)
-    offsets = backlog[0] if backlog is not None else _start_offsets(settings, topic)
+    offsets = backlog[0] if backlog is not None else start_offsets(settings, topic)
     running: list[RunningSink] = []
     probes: dict[str, Probe] = {}
     watcher: Watcher | None = None
@@ -644,7 +660,7 @@ def run_leg(
         ready_cpu: dict[str, float | None] = {}
         for r in running:
             # Asked often: a fast sink drains much of a backlog within 50 ms.
-            _wait(r.ready, READY_TIMEOUT_S, f"{r.sink.label} was not assigned {topic}",
+            wait_for(r.ready, READY_TIMEOUT_S, f"{r.sink.label} was not assigned {topic}",
                   r.fix(), 0.01)  # fmt: skip
             ready_us[r.sink.name] = wall_us()
             ready_cpu[r.sink.name] = r.cpu()
@@ -659,14 +675,14 @@ def run_leg(
         if backlog is None:
             warm = set(warm_ids or ())
             if warm:
-                run_inserts(settings.postgres_dsn(), sorted(warm), 100.0, w.add, table)
-                _wait(lambda: all(w.count(s.name, warm) == len(warm) for s in sinks),
+                run_inserts(settings.postgres_dsn(), sorted(warm), 100.0, w.add, f"public.{table}")
+                wait_for(lambda: all(w.count(s.name, warm) == len(warm) for s in sinks),
                       READY_TIMEOUT_S, "the warm-up rows did not reach every sink",
                       "read the sinks' logs")  # fmt: skip
-            reader = CommitReader(settings, topic, _start_offsets(settings, topic))
+            reader = CommitReader(settings, topic, start_offsets(settings, topic))
             reader.start()
             cpu_before = {name: read() for name, read in cpu.items()}
-            lags = run_inserts(settings.postgres_dsn(), ids, rate, w.add, table)
+            lags = run_inserts(settings.postgres_dsn(), ids, rate, w.add, f"public.{table}")
         else:
             for i in ids:
                 w.add(i)
@@ -701,7 +717,8 @@ def run_leg(
         for r in running:
             r.stop()
 
-    rows = _source_rows(settings, table, ids + list(warm_ids or ()) if backlog is None else ids)
+    given = ids + list(warm_ids or ()) if backlog is None else ids
+    rows = source_rows(settings, f"public.{table}", given)
     sides: dict[str, RaceSide] = {}
     samples: dict[str, list[float]] = {}
     for s in sinks:
@@ -716,7 +733,7 @@ def run_leg(
             side.cpu_s_per_1000_rows = round((end - start) / len(ids) * 1000, 4)
         if backlog is not None:
             side.drain_rows_per_s = drain_rate(seen, ready_us[s.name])
-        side.integrity = integrity(rows, _sink_documents(settings, s, table))
+        side.integrity = integrity(rows, sink_documents(settings, s, table))
         sides[s.name] = side
         samples[s.name] = latency_samples_ms(ids, t0, seen)
     leg = RaceLeg(mode=mode, repeat=repeat, events=len(ids), sides=sides)
@@ -727,16 +744,16 @@ def _produce_backlog(race: Race, events: int) -> tuple[dict[int, int], dict[int,
     """Insert the backlog with no sink running; its start offsets and T0 per row."""
     settings = race.settings
     topic = race_topic(settings, RACE_BACKLOG_TABLE)
-    start = _start_offsets(settings, topic)
+    start = start_offsets(settings, topic)
     ids = list(range(1, events + 1))
     reader = CommitReader(settings, topic, start)
     reader.start()
     try:
         race.say(f"backlog: {events} rows into {RACE_BACKLOG_TABLE} with no sink running")
         run_inserts(settings.postgres_dsn(), ids, BACKLOG_RATE, lambda _i: None,
-                    RACE_BACKLOG_TABLE)  # fmt: skip
+                    f"public.{RACE_BACKLOG_TABLE}")  # fmt: skip
         wanted = set(ids)
-        _wait(lambda: reader.count(wanted) == events, READY_TIMEOUT_S,
+        wait_for(lambda: reader.count(wanted) == events, READY_TIMEOUT_S,
               f"the backlog's change events did not reach {topic}",
               "check the Debezium connector (event-processor stack status)")  # fmt: skip
         return start, reader.snapshot()

@@ -55,13 +55,22 @@ QUIX_COMMIT_INTERVAL_S = 0.05
 class Sink:
     name: str
     label: str
-    kind: str  # "consumer", "process" or "connector"
-    id_kind: str  # the _id it writes for row n: "str" ("n"), "int" (n) or "doc" ({"id": n})
+    kind: str  # "consumer", "process", "connector" or "external" (started by nobody)
+    # The _id it writes for row n: "str" ("n"), "int" (n), "doc" ({"id": n}), or "auto"
+    # (an external pipeline: any of them).
+    id_kind: str
     why: str
+    db: str = ""  # its database, when not the race's own for it
 
     @property
     def database(self) -> str:
-        return "ep_race_" + self.name.replace("-", "_")
+        return self.db or "ep_race_" + self.name.replace("-", "_")
+
+    def encode_ids(self, row_id: int) -> list[Any]:
+        """Every _id the sink may have given row ``row_id``."""
+        if self.id_kind == "auto":
+            return [str(row_id), row_id, {"id": row_id}]
+        return [self.encode_id(row_id)]
 
     @property
     def connector_name(self) -> str:
