@@ -39,15 +39,18 @@ EVENTS = 300
 RATE = 100.0
 BACKLOG = 1000
 REPEATS = 2
-# Where ours meets the issue's targets here, asserted: (peer, figure). Against the sinks
-# whose _id is the key document every figure holds by orders of magnitude (FerretDB 1.x
-# scans the collection for each of their upserts); against the scalar-_id connector and
-# quix-streams, throughput and CPU (see the README for their latencies).
-TARGETS_MET = [
-    (peer, key)
-    for peer in (DEBEZIUM, MONGO_CONNECTOR_CDC)
-    for key in ("throughput", "p50", "p95", "p99", "cpu")
-] + [(MONGO_CONNECTOR, "throughput"), (QUIX, "throughput")]
+# Where ours meets the issue's targets on every run here, asserted as (peer, figure):
+# backlog throughput against every peer (3.8-150x in the runs of the README), p99
+# against quix-streams (its checkpoint interval sits in every row's latency), CPU per
+# row against the connectors' worker. Not asserted, and shown in the report: p99 against
+# the connectors (within noise of ours at this size: 0.9-1.0x against the scalar-_id
+# connector; against the key-document ones the collection is too small here for
+# FerretDB's scans to show) and CPU against quix-streams, which wins it (README "Race").
+TARGETS_MET = (
+    [(peer, "throughput") for peer in (QUIX, MONGO_CONNECTOR, MONGO_CONNECTOR_CDC, DEBEZIUM)]
+    + [(QUIX, "p99")]
+    + [(peer, "cpu") for peer in (MONGO_CONNECTOR, MONGO_CONNECTOR_CDC, DEBEZIUM)]
+)
 
 
 def test_every_sink_applies_every_row_exactly_and_the_race_cleans_up(

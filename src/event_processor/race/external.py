@@ -35,17 +35,9 @@ from event_processor.metrics.scenarios import Scenario
 from event_processor.metrics.slo import GateResult, gate
 from event_processor.metrics.timing import wall_us
 from event_processor.race.result import integrity, integrity_text, side_result
-from event_processor.race.run import (
-    CommitReader,
-    ProgressFn,
-    Watcher,
-    make_probe,
-    run_inserts,
-    source_rows,
-    start_offsets,
-    wait_for,
-)
+from event_processor.race.run import ProgressFn, run_inserts, source_rows, start_offsets, wait_for
 from event_processor.race.sinks import Sink
+from event_processor.race.watch import CommitReader, Watcher, make_probe
 from event_processor.report.schema import RaceIntegrity, RaceSide
 from event_processor.settings import Settings
 from event_processor.testing import wait_until

@@ -11,7 +11,7 @@ there instead, and their CPU is not measured (the worker is not ours to watch).
 from __future__ import annotations
 
 from event_processor.settings import Settings
-from event_processor.stack import connect, jvm, process
+from event_processor.stack import connect, process
 
 SERVICE = "race-connect"
 CLUSTER = "ep-race-connect"
@@ -35,22 +35,9 @@ def start(settings: Settings) -> int | None:
         return record.pid
     process.ensure_port_free("race connect worker", settings.race_connect_port,
                              "EP_RACE_CONNECT_PORT")  # fmt: skip
-    base = settings.state_dir / SERVICE
-    cache = jvm.ensure_jars(settings, settings.state_dir / "provision.log")
-    base.mkdir(parents=True, exist_ok=True)
-    props = base / "worker.properties"
-    props.write_text(
-        connect.worker_properties(settings, cache / "plugins", CLUSTER, settings.race_connect_port)
-    )
-    log4j = jvm.write_log4j(base / "log4j2.properties")
-    log = base / "connect.log"
-    argv = jvm.java_argv(
-        settings, settings.race_connect_heap, log4j,
-        "org.apache.kafka.connect.cli.ConnectDistributed", str(props),
-    )  # fmt: skip
-    record = process.spawn(settings.state_dir, SERVICE, argv, log, str(props))
-    endpoint = worker_settings(settings).connect_endpoint()
-    process.wait_ready(SERVICE, lambda: connect.ready(endpoint), 180, record, log)
+    record = connect.start_worker(settings, SERVICE, CLUSTER, settings.race_connect_port,
+                                  settings.race_connect_heap,
+                                  settings.state_dir / "provision.log")  # fmt: skip
     return record.pid
 
 

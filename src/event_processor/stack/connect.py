@@ -25,10 +25,6 @@ JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 AGGREGATE_TABLES = ("orders", "order_items", "payments")
 
 
-def _dir(settings: Settings) -> Path:
-    return settings.state_dir / "connect"
-
-
 def worker_properties(
     settings: Settings, plugin_path: Path, group: str = "ep-connect", port: int | None = None
 ) -> str:
@@ -159,23 +155,33 @@ def ready(url: str) -> bool:
 
 
 def start(settings: Settings, log_provision: Path) -> str:
-    base = _dir(settings)
     if running := process.already_running(settings.state_dir, SERVICE):
         return running
     process.ensure_port_free("connect", settings.connect_port, "EP_CONNECT_PORT")
+    record = start_worker(settings, SERVICE, "ep-connect", settings.connect_port,
+                          settings.connect_heap, log_provision)  # fmt: skip
+    return f"started (pid {record.pid})"
+
+
+def start_worker(
+    settings: Settings, service: str, cluster: str, port: int, heap: str, log_provision: Path
+) -> process.PidRecord:
+    """Start a distributed worker of ``cluster`` on ``port`` (state in ``<state>/<service>``)
+    and wait until its REST API answers; the stack's worker and the race's own."""
+    base = settings.state_dir / service
     cache = jvm.ensure_jars(settings, log_provision)
     base.mkdir(parents=True, exist_ok=True)
     props = base / "worker.properties"
-    props.write_text(worker_properties(settings, cache / "plugins"))
+    props.write_text(worker_properties(settings, cache / "plugins", cluster, port))
     log4j = jvm.write_log4j(base / "log4j2.properties")
     log = base / "connect.log"
     argv = jvm.java_argv(
-        settings, settings.connect_heap, log4j,
-        "org.apache.kafka.connect.cli.ConnectDistributed", str(props),
-    )  # fmt: skip
-    record = process.spawn(settings.state_dir, SERVICE, argv, log, str(props))
-    process.wait_ready("connect", lambda: ready(settings.connect_endpoint()), 180, record, log)
-    return f"started (pid {record.pid})"
+        settings, heap, log4j, "org.apache.kafka.connect.cli.ConnectDistributed", str(props)
+    )
+    record = process.spawn(settings.state_dir, service, argv, log, str(props))
+    endpoint = f"http://127.0.0.1:{port}"
+    process.wait_ready(service, lambda: ready(endpoint), 180, record, log)
+    return record
 
 
 def stop(settings: Settings) -> bool:
