@@ -374,6 +374,21 @@ def _loads(raw: bytes, what: str) -> Any:
 def _position(sequence: Any, lsn: int) -> tuple[int, int]:
     """Debezium's sequence is ["<last commit lsn>", "<lsn>"]: ordered like the stream."""
     if isinstance(sequence, str):
+        # Debezium's own shape, two decimal strings, through orjson: the standard parser
+        # was ~1 µs of every event. For two strings both parsers give the same list;
+        # anything else takes the standard parser's path below, unchanged (orjson reads
+        # an integer beyond 64 bits as a float, and refuses NaN).
+        try:
+            parts = orjson.loads(sequence)
+        except orjson.JSONDecodeError:
+            parts = None
+        if type(parts) is list and len(parts) == 2:
+            first, second = parts
+            if type(first) is str and type(second) is str:
+                try:
+                    return (int(first), int(second))
+                except ValueError:
+                    pass  # the standard path below says (0, lsn) too
         try:
             parts = json.loads(sequence)
             first = int(parts[0]) if parts and parts[0] is not None else 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
 import time
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -70,10 +72,7 @@ class ConsumerTelemetry:
         """Rows of ``timings.EVENT_COLUMNS`` (T0..T2 at 5..7) of one TimingBatch."""
         if not rows:
             return
-        counts: dict[tuple[str, str], int] = {}
-        for r in rows:
-            key = (r[0], r[1])
-            counts[key] = counts.get(key, 0) + 1
+        counts = collections.Counter(map(itemgetter(0, 1), rows))  # (table, op) -> events
         t3, t5 = batch.t3_us, batch.t5_us
         self.stages.record_same("processing", t5 - t3, len(rows))  # one per batch
         if len(rows) < VECTOR_MIN_ROWS:
@@ -85,11 +84,16 @@ class ConsumerTelemetry:
                 lag(t3 - t2)
                 e2e(t5 - t0)
         else:
-            t = np.array([r[5:8] for r in rows], dtype=np.int64)
-            self.stages.record_many("capture", t[:, 1] - t[:, 0])
-            self.stages.record_many("kafka", t[:, 2] - t[:, 1])
-            self.stages.record_many("consumer_lag", t3 - t[:, 2])
-            self.stages.record_many("end_to_end", t5 - t[:, 0])
+            # One column at a time, read in C (itemgetter): a 2-D array from a list of
+            # row slices cost ~2.5x as much.
+            size = len(rows)
+            t0_us = np.fromiter(map(itemgetter(5), rows), np.int64, size)
+            t1_us = np.fromiter(map(itemgetter(6), rows), np.int64, size)
+            t2_us = np.fromiter(map(itemgetter(7), rows), np.int64, size)
+            self.stages.record_many("capture", t1_us - t0_us)
+            self.stages.record_many("kafka", t2_us - t1_us)
+            self.stages.record_many("consumer_lag", t3 - t2_us)
+            self.stages.record_many("end_to_end", t5 - t0_us)
         for (table, op), n in counts.items():
             self.events.labels(table, op).inc(n)
 
