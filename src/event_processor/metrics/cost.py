@@ -124,12 +124,32 @@ def outside_cpu(
     return used
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds process ``pid`` used so far (None: gone or unreadable)."""
+ThreadCpu = dict[int, int]  # thread id -> CPU nanoseconds so far
+
+
+def thread_cpu_ns(pid: int) -> ThreadCpu | None:
+    """CPU nanoseconds of each live thread of ``pid``, from the scheduler's own account
+    (``/proc/<pid>/task/<tid>/schedstat``): exact where ``/proc/<pid>/stat`` counts 10 ms
+    ticks, a third of what a sink spends on 1,000 rows. None when the process is gone or
+    the kernel keeps no schedstat."""
+    tasks = Path(f"/proc/{pid}/task")
+    out: ThreadCpu = {}
     try:
-        return _cpu(psutil.Process(pid))
-    except psutil.Error:
+        entries = list(tasks.iterdir())
+    except OSError:
         return None
+    for task in entries:
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return out or None
+
+
+def cpu_between_s(before: ThreadCpu, after: ThreadCpu) -> float:
+    """CPU seconds the threads used between two readings; a thread born in between counts
+    from its birth, one that ended in between is not seen (a sink's pools live on)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def _cpu(p: psutil.Process) -> float:

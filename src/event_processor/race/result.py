@@ -282,7 +282,7 @@ def summary_rows(race: RaceResult) -> list[list[str]]:
             s.label,
             _fig(s.drain_rows_per_s),
             _fig(s.p50_ms), _fig(s.p95_ms), _fig(s.p99_ms),
-            _fig(s.cpu_s_per_1000_rows, 2),
+            _fig(s.cpu_s_per_1000_rows, 3),
             ("complete" if s.complete else "NOT all visible") + ", "
             + ("exact" if not s.integrity_problems else "; ".join(s.integrity_problems)),
         ])  # fmt: skip

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from event_processor.errors import EventProcessorError
-from event_processor.metrics.cost import process_cpu_s
+from event_processor.metrics.cost import ThreadCpu, cpu_between_s, thread_cpu_ns
 from event_processor.metrics.timing import wall_us
 from event_processor.race import worker
 from event_processor.race.result import (
@@ -358,9 +358,9 @@ class RunningSink:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else self.race.worker_pid
 
-    def cpu(self) -> float | None:
+    def cpu(self) -> ThreadCpu | None:
         pid = self.pid
-        return process_cpu_s(pid) if pid is not None else None
+        return thread_cpu_ns(pid) if pid is not None else None
 
     def ready(self) -> bool:
         from event_processor.testing import assigned_topics
@@ -436,7 +436,7 @@ def run_leg(
         for sink in sinks:
             running.append(RunningSink(race, sink, topic, offsets))
         ready_us: dict[str, int] = {}
-        ready_cpu: dict[str, float | None] = {}
+        ready_cpu: dict[str, ThreadCpu | None] = {}
         for r in running:
             # Asked often: a fast sink drains much of a backlog within 50 ms.
             wait_for(r.ready, READY_TIMEOUT_S, f"{r.sink.label} was not assigned {topic}",
@@ -466,7 +466,7 @@ def run_leg(
             for i in ids:
                 w.add(i)
             cpu_before = {}
-        finished_cpu: dict[str, float | None] = {}
+        finished_cpu: dict[str, ThreadCpu | None] = {}
         deadline = time.monotonic() + race.timeout_s
         next_check = 0.0
         while time.monotonic() < deadline:
@@ -509,7 +509,8 @@ def run_leg(
         start = ready_cpu.get(s.name) if backlog is not None else cpu_before.get(s.name)
         end = finished_cpu.get(s.name)
         if start is not None and end is not None and len(seen) == len(ids):
-            side.cpu_s_per_1000_rows = round((end - start) / len(ids) * 1000, 4)
+            used = cpu_between_s(start, end)
+            side.cpu_s_per_1000_rows = round(used / len(ids) * 1000, 4)
         if backlog is not None:
             side.drain_rows_per_s = drain_rate(seen, ready_us[s.name])
         side.integrity = integrity(rows, sink_documents(settings, s, table))
