@@ -11,6 +11,7 @@ may already be in the log).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -259,6 +260,30 @@ def commit_offsets(settings: Settings, group: str, topic: str, offsets: Mapping[
         consumer.commit({tp: OffsetAndMetadata(int(off), "", -1) for tp, off in parts.items()})
     finally:
         consumer.close(autocommit=False)
+
+
+def group_exists(admin: Any, group: str) -> bool:
+    """Whether the group coordinator lists ``group`` (``admin``: a KafkaAdminClient)."""
+    return any(g.get("group_id") == group for g in admin.list_groups())
+
+
+def delete_group(settings: Settings, group: str, timeout_s: float = 15.0) -> None:
+    """Delete a consumer group once its members left (a deleted connector's task needs a
+    moment); a group that does not exist is fine."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        deadline = time.monotonic() + timeout_s
+        while group_exists(admin, group):
+            with contextlib.suppress(KafkaError):  # non-empty yet: try again
+                admin.delete_groups([group])
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        admin.close()
 
 
 def group_assignment(settings: Settings, group: str) -> dict[str, set[str]]:

@@ -79,7 +79,7 @@ from event_processor.race.watch import (
 from event_processor.report.schema import RaceLeg, RaceResult, RaceSide
 from event_processor.settings import Settings
 from event_processor.source.schema import RACE_BACKLOG_TABLE, RACE_TABLE
-from event_processor.testing import ConsumerProcess
+from event_processor.testing import ConsumerProcess, delete_group
 
 ProgressFn = Callable[[str], None]
 
@@ -261,29 +261,6 @@ def start_offsets(settings: Settings, topic: str) -> dict[int, int]:
     return {p: off for (t, p), off in end_offsets(settings, [topic]).items() if t == topic}
 
 
-def _group_exists(admin: Any, group: str) -> bool:
-    return any(g.get("group_id") == group for g in admin.list_groups())
-
-
-def _delete_group(settings: Settings, group: str, timeout_s: float = 15.0) -> None:
-    """Delete a consumer group once its members left (a deleted connector's task needs a
-    moment); a group that does not exist is fine."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
-    try:
-        deadline = time.monotonic() + timeout_s
-        while _group_exists(admin, group):
-            with contextlib.suppress(KafkaError):  # non-empty yet: try again
-                admin.delete_groups([group])
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
-    finally:
-        admin.close()
-
-
 def wait_for(
     predicate: Callable[[], bool], timeout_s: float, what: str, fix: str, interval_s: float = 0.05
 ) -> None:
@@ -331,7 +308,7 @@ class RunningSink:
             race.configs[sink.name] = redacted_config(config)
             with contextlib.suppress(EventProcessorError, OSError):
                 connect.delete_connector(race.worker_settings, sink.connector_name)
-            _delete_group(settings, self.group)
+            delete_group(settings, self.group)
             commit_offsets(settings, self.group, topic, offsets)
             connect.put_connector(race.worker_settings, sink.connector_name, config, "race")
             return
@@ -394,7 +371,7 @@ class RunningSink:
         else:
             with contextlib.suppress(EventProcessorError, OSError):
                 connect.delete_connector(self.race.worker_settings, self.sink.connector_name)
-        _delete_group(self.race.settings, self.group)
+        delete_group(self.race.settings, self.group)
 
 
 # --- legs ----------------------------------------------------------------------------------------

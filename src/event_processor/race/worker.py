@@ -42,4 +42,10 @@ def start(settings: Settings) -> int | None:
 
 
 def stop(settings: Settings) -> bool:
-    return process.stop_pid(process.read_pid(settings.state_dir, SERVICE), timeout_s=60)
+    """Stop the worker; its cluster's group, empty then, is deleted with it."""
+    from event_processor.testing import delete_group
+
+    stopped = process.stop_pid(process.read_pid(settings.state_dir, SERVICE), timeout_s=60)
+    if stopped:
+        delete_group(settings, CLUSTER)
+    return stopped
