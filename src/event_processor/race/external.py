@@ -35,7 +35,14 @@ from event_processor.metrics.scenarios import Scenario
 from event_processor.metrics.slo import GateResult, gate
 from event_processor.metrics.timing import wall_us
 from event_processor.race.result import integrity, integrity_text, side_result
-from event_processor.race.run import ProgressFn, run_inserts, source_rows, start_offsets, wait_for
+from event_processor.race.run import (
+    ProgressFn,
+    run_inserts,
+    sink_documents,
+    source_rows,
+    start_offsets,
+    wait_for,
+)
 from event_processor.race.sinks import Sink
 from event_processor.race.watch import CommitReader, Watcher, make_probe
 from event_processor.report.schema import RaceIntegrity, RaceSide
@@ -125,23 +132,8 @@ def prepare_table(settings: Settings, m: Mapping) -> None:
 
 def documents(settings: Settings, m: Mapping, ids: set[int]) -> list[tuple[int, Any]]:
     """The collection's documents of ``ids`` as (row id, payload), by the mapping's
-    ``_id`` rule; a document whose ``_id`` no rule reads is left out."""
-    from pymongo import MongoClient
-
-    sink = m.sink()
-    client: Any = MongoClient(settings.mongodb_uri(), serverSelectionTimeoutMS=10_000)
-    out = []
-    try:
-        for d in client[m.database][m.collection].find({}, {"_id": 1, "payload": 1}):
-            try:
-                row_id = sink.decode_id(d["_id"])
-            except (TypeError, ValueError, KeyError):
-                continue
-            if row_id in ids:
-                out.append((row_id, d.get("payload")))
-    finally:
-        client.close()
-    return out
+    ``_id`` rule."""
+    return sink_documents(settings, m.sink(), m.collection, ids)
 
 
 def verify_external(settings: Settings, m: Mapping | None = None) -> RaceIntegrity:

@@ -245,14 +245,27 @@ def source_rows(settings: Settings, relation: str, ids: list[int]) -> dict[int, 
         conn.close()
 
 
-def sink_documents(settings: Settings, sink: Sink, collection: str) -> list[tuple[int, Any]]:
-    """Every document of the sink's database as (row id, payload), over the wire."""
+UNREADABLE_ID = -(2**63)  # a document whose _id the sink's rule does not read: an extra
+
+
+def sink_documents(
+    settings: Settings, sink: Sink, collection: str, ids: set[int] | None = None
+) -> list[tuple[int, Any]]:
+    """Every document of the sink's database as (row id, payload), over the wire; with
+    ``ids``, only the documents of those rows."""
     client = _mongo(settings)
+    out = []
     try:
-        docs = client[sink.database][collection].find({}, {"_id": 1, "payload": 1})
-        return [(sink.decode_id(d["_id"]), d.get("payload")) for d in docs]
+        for d in client[sink.database][collection].find({}, {"_id": 1, "payload": 1}):
+            try:
+                row_id = sink.decode_id(d["_id"])
+            except (TypeError, ValueError, KeyError):
+                row_id = UNREADABLE_ID
+            if ids is None or row_id in ids:
+                out.append((row_id, d.get("payload")))
     finally:
         client.close()
+    return out
 
 
 def start_offsets(settings: Settings, topic: str) -> dict[int, int]:
